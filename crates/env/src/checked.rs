@@ -27,17 +27,25 @@ pub struct Checked<E> {
     max_episode_steps: Option<u32>,
     elapsed_steps: u32,
     phase: Phase,
+    // Copies of the inner env's spaces, taken once: spaces are fixed for an
+    // env's lifetime, and the hot path then needs no virtual calls.
+    action_space: Space,
+    obs_dim: usize,
 }
 
 impl<E: Env> Checked<E> {
     /// Wraps `inner`, naming it `id` in messages.
     pub fn new(id: impl Into<String>, inner: E, max_episode_steps: Option<u32>) -> Self {
+        let action_space = inner.action_space().clone();
+        let obs_dim = inner.observation_space().flat_dim();
         Checked {
             inner,
             id: id.into(),
             max_episode_steps,
             elapsed_steps: 0,
             phase: Phase::NeverReset,
+            action_space,
+            obs_dim,
         }
     }
 
@@ -66,16 +74,16 @@ impl<E: Env> Checked<E> {
         &mut self.inner
     }
 
+    #[inline]
     fn check_obs_buffer(&self, obs: &[f32]) -> Result<(), EnvError> {
-        let expected = self.inner.observation_space().flat_dim();
-        if obs.len() == expected {
+        if obs.len() == self.obs_dim {
             Ok(())
         } else {
             Err(EnvError::BufferLength {
                 env: self.id.clone(),
                 what: "observation",
                 got: obs.len(),
-                expected,
+                expected: self.obs_dim,
             })
         }
     }
@@ -99,7 +107,11 @@ impl<E: Env> Checked<E> {
             Phase::Ended { terminated } => {
                 return Err(EnvError::StepAfterEpisodeEnd {
                     env: self.id.clone(),
-                    how: if terminated { "terminated" } else { "truncated" },
+                    how: if terminated {
+                        "terminated"
+                    } else {
+                        "truncated"
+                    },
                 })
             }
         }
@@ -129,7 +141,7 @@ impl<E: Env> Env for Checked<E> {
     }
 
     fn action_space(&self) -> &Space {
-        self.inner.action_space()
+        &self.action_space
     }
 
     fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
@@ -140,8 +152,9 @@ impl<E: Env> Env for Checked<E> {
         Ok(())
     }
 
+    #[inline]
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Transition, EnvError> {
-        self.inner.action_space().check_action(&self.id, action)?;
+        self.action_space.check_action(&self.id, action)?;
         self.check_obs_buffer(obs)?;
         self.step_prechecked(action, obs)
     }

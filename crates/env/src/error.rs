@@ -44,7 +44,9 @@ pub enum EnvError {
     StepBeforeReset { env: String },
 
     /// `step` called after the episode ended and before `reset`.
-    #[error("{env}: step() called after the episode ended ({how}); call reset() before stepping again")]
+    #[error(
+        "{env}: step() called after the episode ended ({how}); call reset() before stepping again"
+    )]
     StepAfterEpisodeEnd { env: String, how: &'static str },
 
     /// A caller-provided buffer of the wrong length.

@@ -56,8 +56,7 @@ impl BoxSpace {
     /// Whether `x` lies inside the box (NaN never does).
     pub fn contains(&self, x: &[f32]) -> bool {
         x.len() == self.flat_dim()
-            && x
-                .iter()
+            && x.iter()
                 .zip(self.low.iter().zip(&self.high))
                 .all(|(v, (lo, hi))| *lo <= *v && *v <= *hi)
     }
@@ -90,44 +89,55 @@ impl Space {
     /// Checks one action against this space: range for `Discrete`, length
     /// and finiteness for `Box` (values outside the bounds are allowed: the
     /// env clips them, as Gymnasium's envs do).
+    #[inline]
     pub fn check_action(&self, env: &str, action: Action<'_>) -> Result<(), EnvError> {
+        let valid = match (self, action) {
+            (Space::Discrete { n }, Action::Discrete(a)) => a >= 0 && (a as u64) < *n as u64,
+            (Space::Box(b), Action::Continuous(values)) => {
+                values.len() == b.flat_dim() && values.iter().all(|v| v.is_finite())
+            }
+            _ => false,
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(self.action_error(env, action))
+        }
+    }
+
+    /// The error for an action that `check_action` rejected.
+    #[cold]
+    #[inline(never)]
+    fn action_error(&self, env: &str, action: Action<'_>) -> EnvError {
         match (self, action) {
-            (Space::Discrete { n }, Action::Discrete(a)) => {
-                if a >= 0 && (a as u64) < *n as u64 {
-                    Ok(())
-                } else {
-                    Err(EnvError::ActionOutOfRange {
-                        env: env.to_string(),
-                        action: a,
-                        n: *n,
-                    })
+            (Space::Discrete { n }, Action::Discrete(a)) => EnvError::ActionOutOfRange {
+                env: env.to_string(),
+                action: a,
+                n: *n,
+            },
+            (Space::Box(b), Action::Continuous(values)) if values.len() != b.flat_dim() => {
+                EnvError::ActionLength {
+                    env: env.to_string(),
+                    got: values.len(),
+                    expected: b.flat_dim(),
+                    space: self.to_string(),
                 }
             }
             (Space::Box(b), Action::Continuous(values)) => {
-                if values.len() != b.flat_dim() {
-                    return Err(EnvError::ActionLength {
-                        env: env.to_string(),
-                        got: values.len(),
-                        expected: b.flat_dim(),
-                        space: self.to_string(),
-                    });
-                }
-                match values.iter().position(|v| !v.is_finite()) {
-                    None => Ok(()),
-                    Some(index) => Err(EnvError::ActionNotFinite {
-                        env: env.to_string(),
-                        index,
-                        value: values[index],
-                        low: b.low[index],
-                        high: b.high[index],
-                    }),
+                let index = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                EnvError::ActionNotFinite {
+                    env: env.to_string(),
+                    index,
+                    value: values.get(index).copied().unwrap_or(f32::NAN),
+                    low: b.low[index],
+                    high: b.high[index],
                 }
             }
-            (_, action) => Err(EnvError::ActionKind {
+            (_, action) => EnvError::ActionKind {
                 env: env.to_string(),
                 got: action.kind(),
                 space: self.to_string(),
-            }),
+            },
         }
     }
 }
@@ -183,24 +193,36 @@ mod tests {
     #[test]
     fn discrete_action_out_of_range_names_env_value_and_range() {
         let space = Space::Discrete { n: 2 };
-        assert!(space.check_action("CartPole-v1", Action::Discrete(1)).is_ok());
+        assert!(space
+            .check_action("CartPole-v1", Action::Discrete(1))
+            .is_ok());
         let err = space
             .check_action("CartPole-v1", Action::Discrete(2))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("CartPole-v1") && err.contains("action 2") && err.contains("0..=1"), "{err}");
-        assert!(space.check_action("CartPole-v1", Action::Discrete(-1)).is_err());
+        assert!(
+            err.contains("CartPole-v1") && err.contains("action 2") && err.contains("0..=1"),
+            "{err}"
+        );
+        assert!(space
+            .check_action("CartPole-v1", Action::Discrete(-1))
+            .is_err());
     }
 
     #[test]
     fn continuous_action_with_wrong_length_or_nan_is_rejected_but_out_of_bounds_is_allowed() {
         let space = Space::Box(BoxSpace::uniform(-2.0, 2.0, 1));
-        assert!(space.check_action("Pendulum-v1", Action::Continuous(&[5.0])).is_ok());
+        assert!(space
+            .check_action("Pendulum-v1", Action::Continuous(&[5.0]))
+            .is_ok());
         let err = space
             .check_action("Pendulum-v1", Action::Continuous(&[1.0, 2.0]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("2 value(s)") && err.contains("Box(-2, 2, [1])"), "{err}");
+        assert!(
+            err.contains("2 value(s)") && err.contains("Box(-2, 2, [1])"),
+            "{err}"
+        );
         let err = space
             .check_action("Pendulum-v1", Action::Continuous(&[f32::NAN]))
             .unwrap_err()

@@ -38,11 +38,11 @@ pub struct VecEnv<E = Box<dyn Env>> {
     action_space: Space,
     obs_dim: usize,
     action_dim: usize,
-    obs: Vec<f32>,           // [num_envs, obs_dim]
-    final_obs: Vec<f32>,     // [num_envs, obs_dim], valid in rows that ended
-    rewards: Vec<f32>,       // [num_envs]
-    terminated: Vec<bool>,   // [num_envs]
-    truncated: Vec<bool>,    // [num_envs]
+    obs: Vec<f32>,             // [num_envs, obs_dim]
+    final_obs: Vec<f32>,       // [num_envs, obs_dim], valid in rows that ended
+    rewards: Vec<f32>,         // [num_envs]
+    terminated: Vec<bool>,     // [num_envs]
+    truncated: Vec<bool>,      // [num_envs]
     episode_returns: Vec<f64>, // [num_envs], running
     episode_lengths: Vec<u32>, // [num_envs], running
     finished: Vec<FinishedEpisode>,

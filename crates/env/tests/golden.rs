@@ -4,6 +4,8 @@
 //! `GOLDEN_DIR=/some/dir cargo test -p rl-env golden` checks traces from
 //! anywhere; the default is the project's `tests/golden`.
 
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,10 @@ fn floats(value: &Value, what: &str) -> Result<Vec<f64>, String> {
         .as_array()
         .ok_or_else(|| format!("{what} is not an array"))?
         .iter()
-        .map(|v| v.as_f64().ok_or_else(|| format!("{what} holds a non-number: {v}")))
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| format!("{what} holds a non-number: {v}"))
+        })
         .collect()
 }
 
@@ -71,7 +76,9 @@ fn check_trace(path: &Path, registry: &Registry) -> Result<usize, String> {
     let mut env = registry.make(env_id).map_err(|e| format!("{name}: {e}"))?;
     let seed = trace["seed"].as_u64().unwrap_or(0);
     let state = floats(&trace["state"], &format!("{name}: field 'state'"))?;
-    let mut obs = env.reset(Some(seed)).map_err(|e| format!("{name}: reset: {e}"))?;
+    let mut obs = env
+        .reset(Some(seed))
+        .map_err(|e| format!("{name}: reset: {e}"))?;
     env.set_state(&state, &mut obs)
         .map_err(|e| format!("{name}: set_state: {e}"))?;
     let reset_obs = floats(&trace["obs"], &format!("{name}: field 'obs'"))?;
@@ -114,7 +121,9 @@ fn check_trace(path: &Path, registry: &Registry) -> Result<usize, String> {
                 .as_bool()
                 .ok_or_else(|| format!("{at}: field '{field}' is missing"))?;
             if value != expected {
-                return Err(format!("{at}: field '{field}' is {value}, expected {expected}"));
+                return Err(format!(
+                    "{at}: field '{field}' is {value}, expected {expected}"
+                ));
             }
         }
     }
@@ -156,7 +165,8 @@ fn altered_trace_is_rejected_naming_file_step_and_field() {
         .into_iter()
         .find(|p| p.to_string_lossy().contains("CartPole"))
         .expect("the project ships CartPole golden traces");
-    let mut trace: Value = serde_json::from_str(&std::fs::read_to_string(&original).unwrap()).unwrap();
+    let mut trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(&original).unwrap()).unwrap();
     let x = trace["steps"][7]["obs"][2].as_f64().unwrap();
     trace["steps"][7]["obs"][2] = Value::from(x + 1e-3);
     let dir = std::env::temp_dir().join(format!("rl-env-altered-{}", std::process::id()));
@@ -170,7 +180,9 @@ fn altered_trace_is_rejected_naming_file_step_and_field() {
     assert!(check_trace(&original, &registry).is_ok());
     let message = result.expect_err("a trace altered by 1e-3 must fail");
     assert!(
-        message.contains("altered.json") && message.contains("step 7") && message.contains("obs[2]"),
+        message.contains("altered.json")
+            && message.contains("step 7")
+            && message.contains("obs[2]"),
         "{message}"
     );
 }

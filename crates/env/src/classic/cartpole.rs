@@ -97,6 +97,9 @@ impl Env for CartPole {
         theta_dot += TAU * thetaacc;
         self.state = [x, x_dot, theta, theta_dot];
 
+        // Written as in Gymnasium rather than as a range check, which would
+        // differ for NaN.
+        #[allow(clippy::manual_range_contains)]
         let terminated = x < -X_THRESHOLD
             || x > X_THRESHOLD
             || theta < -theta_threshold
