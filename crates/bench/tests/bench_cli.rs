@@ -5,10 +5,22 @@ use std::process::Command;
 #[test]
 fn env_benchmark_prints_one_json_line_per_measurement() {
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["envs", "--seconds", "0.01", "--env", "Pendulum-v1", "--num-envs", "4"])
+        .args([
+            "envs",
+            "--seconds",
+            "0.01",
+            "--env",
+            "Pendulum-v1",
+            "--num-envs",
+            "4",
+        ])
         .output()
         .expect("bench starts");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
@@ -19,7 +31,10 @@ fn env_benchmark_prints_one_json_line_per_measurement() {
     assert_eq!(lines[1]["num_envs"], 4);
     for line in &lines {
         assert_eq!(line["env"], "Pendulum-v1");
-        assert!(line["steps_per_s"].as_f64().is_some_and(|r| r > 0.0), "{line}");
+        assert!(
+            line["steps_per_s"].as_f64().is_some_and(|r| r > 0.0),
+            "{line}"
+        );
     }
 }
 

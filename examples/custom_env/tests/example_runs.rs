@@ -8,7 +8,14 @@ fn custom_env_example_registers_and_steps_its_env() {
         .output()
         .expect("the example binary starts");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("Corridor-v0:") && stdout.contains("episodes over 16 envs"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Corridor-v0:") && stdout.contains("episodes over 16 envs"),
+        "{stdout}"
+    );
     assert!(stdout.contains("CartPole-v1, Corridor-v0"), "{stdout}");
 }
