@@ -1,0 +1,594 @@
+//! Proximal Policy Optimization (Schulman et al. 2017), with the maths of
+//! CleanRL's `ppo.py` / `ppo_continuous_action.py` and Stable-Baselines3's
+//! PPO, and CleanRL's names.
+
+use rl_env::rng::Rng;
+use rl_policy::{ObsNormalizer, PolicySpec, Rollout, RunningMeanStd};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::adam::{clip_grad_norm, Adam};
+use crate::gae::gae;
+use crate::net::ActorCritic;
+use crate::FieldError;
+
+/// PPO hyperparameters (the `[ppo]` table of a config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Env steps to train for, over all envs.
+    pub total_timesteps: u64,
+    /// Steps each env takes per rollout.
+    pub num_steps: usize,
+    /// Adam learning rate (the start value when annealed).
+    pub learning_rate: f64,
+    /// Anneal the learning rate linearly to 0 over training.
+    pub anneal_lr: bool,
+    /// Anneal the clip coefficient linearly to 0 over training (SB3 zoo's `lin_0.2`).
+    pub anneal_clip: bool,
+    /// Discount factor.
+    pub gamma: f64,
+    /// GAE lambda.
+    pub gae_lambda: f64,
+    /// Minibatches per epoch; the batch is num_envs * num_steps.
+    pub num_minibatches: usize,
+    /// Epochs over each batch.
+    pub update_epochs: usize,
+    /// Normalise advantages per minibatch.
+    pub norm_adv: bool,
+    /// Surrogate clipping coefficient.
+    pub clip_coef: f64,
+    /// Clip the value loss around the old values.
+    pub clip_vloss: bool,
+    /// Entropy bonus coefficient.
+    pub ent_coef: f64,
+    /// Value loss coefficient.
+    pub vf_coef: f64,
+    /// Global gradient-norm clipping threshold.
+    pub max_grad_norm: f64,
+    /// Stop the epochs of an update early once the approximate KL exceeds this.
+    pub target_kl: Option<f64>,
+    /// Normalise observations by running mean and variance.
+    pub normalize_obs: bool,
+    /// Scale rewards by the running std of discounted returns.
+    pub normalize_reward: bool,
+    /// Clip normalised observations to [-obs_clip, obs_clip].
+    pub obs_clip: f64,
+    /// Clip scaled rewards to [-reward_clip, reward_clip].
+    pub reward_clip: f64,
+    /// Initial log-std of the Gaussian policy (continuous actions).
+    pub init_log_std: f64,
+    /// Adam epsilon.
+    pub adam_eps: f64,
+}
+
+impl Default for PpoConfig {
+    /// CleanRL's defaults for `ppo.py`.
+    fn default() -> Self {
+        PpoConfig {
+            total_timesteps: 500_000,
+            num_steps: 128,
+            learning_rate: 2.5e-4,
+            anneal_lr: true,
+            anneal_clip: false,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            num_minibatches: 4,
+            update_epochs: 4,
+            norm_adv: true,
+            clip_coef: 0.2,
+            clip_vloss: true,
+            ent_coef: 0.01,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            target_kl: None,
+            normalize_obs: false,
+            normalize_reward: false,
+            obs_clip: 10.0,
+            reward_clip: 10.0,
+            init_log_std: 0.0,
+            adam_eps: 1e-5,
+        }
+    }
+}
+
+fn check(
+    errors: &mut Vec<FieldError>,
+    ok: bool,
+    field: &'static str,
+    value: String,
+    allowed: &'static str,
+) {
+    if !ok {
+        errors.push(FieldError {
+            field,
+            value,
+            allowed,
+        });
+    }
+}
+
+impl PpoConfig {
+    /// Every out-of-range field; `num_envs` is needed to check the minibatch split.
+    pub fn validate(&self, num_envs: usize) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        let finite_pos = |x: f64| x.is_finite() && x > 0.0;
+        check(
+            &mut e,
+            self.total_timesteps > 0,
+            "total_timesteps",
+            self.total_timesteps.to_string(),
+            "an integer >= 1",
+        );
+        check(
+            &mut e,
+            self.num_steps > 0,
+            "num_steps",
+            self.num_steps.to_string(),
+            "an integer >= 1",
+        );
+        check(
+            &mut e,
+            finite_pos(self.learning_rate),
+            "learning_rate",
+            self.learning_rate.to_string(),
+            "a number > 0",
+        );
+        check(
+            &mut e,
+            (0.0..=1.0).contains(&self.gamma),
+            "gamma",
+            self.gamma.to_string(),
+            "a number in [0, 1]",
+        );
+        check(
+            &mut e,
+            (0.0..=1.0).contains(&self.gae_lambda),
+            "gae_lambda",
+            self.gae_lambda.to_string(),
+            "a number in [0, 1]",
+        );
+        check(
+            &mut e,
+            self.num_minibatches > 0,
+            "num_minibatches",
+            self.num_minibatches.to_string(),
+            "an integer >= 1",
+        );
+        let batch = self.num_steps * num_envs;
+        if self.num_minibatches > 0 && self.num_steps > 0 && num_envs > 0 {
+            check(
+                &mut e,
+                batch % self.num_minibatches == 0,
+                "num_minibatches",
+                self.num_minibatches.to_string(),
+                "a divisor of the batch size num_envs * num_steps",
+            );
+        }
+        check(
+            &mut e,
+            self.update_epochs > 0,
+            "update_epochs",
+            self.update_epochs.to_string(),
+            "an integer >= 1",
+        );
+        check(
+            &mut e,
+            finite_pos(self.clip_coef),
+            "clip_coef",
+            self.clip_coef.to_string(),
+            "a number > 0",
+        );
+        check(
+            &mut e,
+            self.ent_coef.is_finite() && self.ent_coef >= 0.0,
+            "ent_coef",
+            self.ent_coef.to_string(),
+            "a number >= 0",
+        );
+        check(
+            &mut e,
+            self.vf_coef.is_finite() && self.vf_coef >= 0.0,
+            "vf_coef",
+            self.vf_coef.to_string(),
+            "a number >= 0",
+        );
+        check(
+            &mut e,
+            finite_pos(self.max_grad_norm),
+            "max_grad_norm",
+            self.max_grad_norm.to_string(),
+            "a number > 0",
+        );
+        if let Some(kl) = self.target_kl {
+            check(
+                &mut e,
+                finite_pos(kl),
+                "target_kl",
+                kl.to_string(),
+                "a number > 0 (or leave it out)",
+            );
+        }
+        check(
+            &mut e,
+            finite_pos(self.obs_clip),
+            "obs_clip",
+            self.obs_clip.to_string(),
+            "a number > 0",
+        );
+        check(
+            &mut e,
+            finite_pos(self.reward_clip),
+            "reward_clip",
+            self.reward_clip.to_string(),
+            "a number > 0",
+        );
+        check(
+            &mut e,
+            self.init_log_std.is_finite() && self.init_log_std.abs() <= 10.0,
+            "init_log_std",
+            self.init_log_std.to_string(),
+            "a number in [-10, 10]",
+        );
+        check(
+            &mut e,
+            finite_pos(self.adam_eps),
+            "adam_eps",
+            self.adam_eps.to_string(),
+            "a number > 0",
+        );
+        e
+    }
+
+    /// Updates in a run: total_timesteps / (num_envs * num_steps), at least 1.
+    pub fn num_updates(&self, num_envs: usize) -> u64 {
+        (self.total_timesteps / (num_envs * self.num_steps).max(1) as u64).max(1)
+    }
+}
+
+/// What one update reports, averaged over its minibatches.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UpdateStats {
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    pub approx_kl: f64,
+    pub old_approx_kl: f64,
+    pub clip_frac: f64,
+    pub explained_variance: f64,
+    pub learning_rate: f64,
+    pub clip_coef: f64,
+    /// Epochs actually run (fewer than `update_epochs` after a `target_kl` stop).
+    pub epochs: usize,
+}
+
+/// One minibatch's loss and diagnostics.
+pub struct MinibatchLoss {
+    pub loss: Tensor,
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    pub approx_kl: f64,
+    pub old_approx_kl: f64,
+    pub clip_frac: f64,
+}
+
+/// A minibatch on the learner's device.
+pub struct Minibatch<'a> {
+    pub obs: &'a Tensor,           // [B, obs_dim], normalised
+    pub actions: &'a Tensor,       // [B, action_dim]
+    pub old_log_probs: &'a Tensor, // [B]
+    pub advantages: &'a Tensor,    // [B]
+    pub returns: &'a Tensor,       // [B]
+    pub old_values: &'a Tensor,    // [B]
+}
+
+/// The PPO loss of CleanRL: clipped surrogate, (clipped) value loss, entropy
+/// bonus; `loss = pg_loss - ent_coef * entropy + vf_coef * v_loss`.
+pub fn ppo_loss(
+    net: &ActorCritic,
+    mb: &Minibatch<'_>,
+    config: &PpoConfig,
+    clip_coef: f64,
+) -> MinibatchLoss {
+    let eval = net.evaluate(mb.obs, mb.actions);
+    let log_ratio = &eval.log_prob - mb.old_log_probs;
+    let ratio = log_ratio.exp();
+    let (old_approx_kl, approx_kl, clip_frac) = tch::no_grad(|| {
+        let old_kl = (-&log_ratio).mean(Kind::Float).double_value(&[]);
+        let kl = ((&ratio - 1.0) - &log_ratio)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        let frac = (&ratio - 1.0)
+            .abs()
+            .gt(clip_coef)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        (old_kl, kl, frac)
+    });
+    let advantages = if config.norm_adv {
+        (mb.advantages - mb.advantages.mean(Kind::Float)) / (mb.advantages.std(true) + 1e-8)
+    } else {
+        mb.advantages.shallow_clone()
+    };
+    let pg_loss1 = -&advantages * &ratio;
+    let pg_loss2 = -&advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef);
+    let pg_loss = pg_loss1.max_other(&pg_loss2).mean(Kind::Float);
+    let new_value = eval.value.view([-1]);
+    let v_loss = if config.clip_vloss {
+        let unclipped = (&new_value - mb.returns).square();
+        let clipped = mb.old_values + (&new_value - mb.old_values).clamp(-clip_coef, clip_coef);
+        let clipped = (clipped - mb.returns).square();
+        unclipped.max_other(&clipped).mean(Kind::Float) * 0.5
+    } else {
+        (&new_value - mb.returns).square().mean(Kind::Float) * 0.5
+    };
+    let entropy = eval.entropy.mean(Kind::Float);
+    let loss = &pg_loss - &entropy * config.ent_coef + &v_loss * config.vf_coef;
+    MinibatchLoss {
+        policy_loss: pg_loss.double_value(&[]),
+        value_loss: v_loss.double_value(&[]),
+        entropy: entropy.double_value(&[]),
+        loss,
+        approx_kl,
+        old_approx_kl,
+        clip_frac,
+    }
+}
+
+/// Scales rewards by the running std of discounted returns (SB3's
+/// `VecNormalize(norm_reward=True)`), keeping one running return per env.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewardScaler {
+    pub stats: RunningMeanStd,
+    pub returns: Vec<f64>, // [E]
+    pub gamma: f64,
+    pub clip: f64,
+}
+
+impl RewardScaler {
+    pub fn new(num_envs: usize, gamma: f64, clip: f64) -> Self {
+        RewardScaler {
+            stats: RunningMeanStd::new(1),
+            returns: vec![0.0; num_envs],
+            gamma,
+            clip,
+        }
+    }
+
+    /// Scales a time-major `[T, E]` reward array in place, step by step.
+    pub fn scale(&mut self, rewards: &mut [f32], dones: &[bool]) {
+        let n = self.returns.len();
+        for (row, done_row) in rewards.chunks_exact_mut(n).zip(dones.chunks_exact(n)) {
+            let step_returns: Vec<f32> = row
+                .iter()
+                .zip(&mut self.returns)
+                .map(|(r, ret)| {
+                    *ret = *ret * self.gamma + *r as f64;
+                    *ret as f32
+                })
+                .collect();
+            self.stats.update(&step_returns);
+            let scale = (self.stats.var[0] + ObsNormalizer::EPSILON).sqrt();
+            for ((r, ret), done) in row.iter_mut().zip(&mut self.returns).zip(done_row) {
+                *r = (*r as f64 / scale).clamp(-self.clip, self.clip) as f32;
+                if *done {
+                    *ret = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// The learner's whole PPO state: networks, optimizer, normalisers,
+/// schedules and the generator for minibatch shuffles.
+pub struct PpoLearner {
+    pub config: PpoConfig,
+    pub net: ActorCritic,
+    pub adam: Adam,
+    pub obs_norm: Option<ObsNormalizer>,
+    pub reward_scaler: Option<RewardScaler>,
+    pub rng: Rng,
+    pub updates_done: u64,
+    pub num_updates: u64,
+    pub num_envs: usize,
+}
+
+impl PpoLearner {
+    pub fn new(
+        spec: PolicySpec,
+        config: PpoConfig,
+        num_envs: usize,
+        seed: u64,
+        device: Device,
+    ) -> Self {
+        let obs_dim = spec.obs_dim;
+        let net = ActorCritic::new(spec, seed, config.init_log_std, device);
+        let adam = Adam::new(net.params(), 0.9, 0.999, config.adam_eps);
+        let obs_norm = config
+            .normalize_obs
+            .then(|| ObsNormalizer::new(obs_dim, config.obs_clip));
+        let reward_scaler = config
+            .normalize_reward
+            .then(|| RewardScaler::new(num_envs, config.gamma, config.reward_clip));
+        PpoLearner {
+            num_updates: config.num_updates(num_envs),
+            config,
+            net,
+            adam,
+            obs_norm,
+            reward_scaler,
+            rng: Rng::from_seed(seed ^ 0x5EED_0F_5_u64),
+            updates_done: 0,
+            num_envs,
+        }
+    }
+
+    /// The fraction of training left before the next update (CleanRL:
+    /// `1 - (iteration - 1) / num_iterations`).
+    fn remaining(&self) -> f64 {
+        1.0 - self.updates_done as f64 / self.num_updates as f64
+    }
+
+    pub fn current_learning_rate(&self) -> f64 {
+        if self.config.anneal_lr {
+            self.config.learning_rate * self.remaining()
+        } else {
+            self.config.learning_rate
+        }
+    }
+
+    pub fn current_clip_coef(&self) -> f64 {
+        if self.config.anneal_clip {
+            self.config.clip_coef * self.remaining()
+        } else {
+            self.config.clip_coef
+        }
+    }
+
+    /// The weights to act with, flat in layout order.
+    pub fn policy_weights(&self) -> Vec<f32> {
+        self.net.to_flat()
+    }
+
+    /// One PPO update on a rollout collected with the current weights and
+    /// observation statistics.
+    pub fn update(&mut self, rollout: &Rollout) -> UpdateStats {
+        let cfg = self.config.clone();
+        let device = self.net.device();
+        let (t, e, od, ad) = (
+            rollout.num_steps,
+            rollout.num_envs,
+            rollout.obs_dim,
+            rollout.action_dim,
+        );
+        let batch = t * e;
+
+        // Observations as the collector saw them, then fold this rollout into
+        // the statistics for the next one.
+        let mut obs = rollout.obs.clone();
+        if let Some(norm) = &mut self.obs_norm {
+            norm.normalize(&rollout.obs, &mut obs);
+            norm.stats.update(&rollout.obs);
+        }
+
+        let dones: Vec<bool> = rollout
+            .terminated
+            .iter()
+            .zip(&rollout.truncated)
+            .map(|(a, b)| *a || *b)
+            .collect();
+        let mut rewards = rollout.rewards.clone();
+        if let Some(scaler) = &mut self.reward_scaler {
+            scaler.scale(&mut rewards, &dones);
+        }
+        // Truncation is not termination: bootstrap from the final observation.
+        let gamma = cfg.gamma as f32;
+        for (r, v) in rewards.iter_mut().zip(&rollout.final_values) {
+            *r += gamma * v;
+        }
+        let (advantages, returns) = gae(
+            &rewards,
+            &rollout.values,
+            &dones,
+            &rollout.last_values,
+            e,
+            gamma,
+            cfg.gae_lambda as f32,
+        );
+
+        let to_dev =
+            |v: &[f32], shape: &[i64]| Tensor::from_slice(v).reshape(shape).to_device(device);
+        let b_obs = to_dev(&obs, &[batch as i64, od as i64]);
+        let b_actions = to_dev(&rollout.actions, &[batch as i64, ad as i64]);
+        let b_log_probs = to_dev(&rollout.log_probs, &[batch as i64]);
+        let b_advantages = to_dev(&advantages, &[batch as i64]);
+        let b_returns = to_dev(&returns, &[batch as i64]);
+        let b_values = to_dev(&rollout.values, &[batch as i64]);
+
+        let lr = self.current_learning_rate();
+        let clip_coef = self.current_clip_coef();
+        let minibatch_size = batch / cfg.num_minibatches;
+        let mut indices: Vec<i64> = (0..batch as i64).collect();
+        let mut sums = UpdateStats::default();
+        let mut minibatches = 0usize;
+        let mut epochs = 0;
+        let mut last_kl = 0.0;
+        for _ in 0..cfg.update_epochs {
+            epochs += 1;
+            shuffle(&mut indices, &mut self.rng);
+            for chunk in indices.chunks(minibatch_size) {
+                let idx = Tensor::from_slice(chunk).to_device(device);
+                let mb_obs = b_obs.index_select(0, &idx);
+                let mb_actions = b_actions.index_select(0, &idx);
+                let mb_log_probs = b_log_probs.index_select(0, &idx);
+                let mb_adv = b_advantages.index_select(0, &idx);
+                let mb_returns = b_returns.index_select(0, &idx);
+                let mb_values = b_values.index_select(0, &idx);
+                let mb = Minibatch {
+                    obs: &mb_obs,
+                    actions: &mb_actions,
+                    old_log_probs: &mb_log_probs,
+                    advantages: &mb_adv,
+                    returns: &mb_returns,
+                    old_values: &mb_values,
+                };
+                let out = ppo_loss(&self.net, &mb, &cfg, clip_coef);
+                self.net.zero_grad();
+                out.loss.backward();
+                clip_grad_norm(self.net.params(), cfg.max_grad_norm);
+                self.adam.step(self.net.params_mut(), lr);
+                sums.policy_loss += out.policy_loss;
+                sums.value_loss += out.value_loss;
+                sums.entropy += out.entropy;
+                sums.approx_kl += out.approx_kl;
+                sums.old_approx_kl += out.old_approx_kl;
+                sums.clip_frac += out.clip_frac;
+                minibatches += 1;
+                last_kl = out.approx_kl;
+            }
+            if cfg.target_kl.is_some_and(|kl| last_kl > kl) {
+                break;
+            }
+        }
+        self.updates_done += 1;
+        let n = minibatches.max(1) as f64;
+        UpdateStats {
+            policy_loss: sums.policy_loss / n,
+            value_loss: sums.value_loss / n,
+            entropy: sums.entropy / n,
+            approx_kl: sums.approx_kl / n,
+            old_approx_kl: sums.old_approx_kl / n,
+            clip_frac: sums.clip_frac / n,
+            explained_variance: explained_variance(&rollout.values, &returns),
+            learning_rate: lr,
+            clip_coef,
+            epochs,
+        }
+    }
+}
+
+/// Fisher-Yates with our generator, so shuffles are the same on any device.
+fn shuffle(indices: &mut [i64], rng: &mut Rng) {
+    for i in (1..indices.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        indices.swap(i, j);
+    }
+}
+
+/// `1 - Var(returns - values) / Var(returns)`, NaN when the returns are constant.
+pub fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
+    let n = returns.len() as f64;
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = xs.collect();
+        let mean = v.iter().sum::<f64>() / n;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n
+    };
+    let var_y = var(&mut returns.iter().map(|x| *x as f64));
+    if var_y == 0.0 {
+        return f64::NAN;
+    }
+    let var_diff = var(&mut returns.iter().zip(values).map(|(r, v)| (*r - *v) as f64));
+    1.0 - var_diff / var_y
+}

@@ -1,0 +1,361 @@
+//! The CPU forward pass and action sampling.
+
+use rl_env::rng::Rng;
+use thiserror::Error;
+
+use crate::layout::{ActionHead, Activation, ParamLayout, PolicySpec};
+
+const LOG_SQRT_2PI: f32 = 0.918_938_5; // ln(sqrt(2 pi))
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PolicyError {
+    #[error("weights buffer holds {got} values, the policy needs {expected}")]
+    WeightsLength { got: usize, expected: usize },
+    #[error("parameter '{0}' is missing from the layout")]
+    MissingParam(String),
+}
+
+/// Offsets of one linear layer in the flat buffer.
+#[derive(Debug, Clone, Copy)]
+struct Linear {
+    weight: usize, // [out, in]
+    bias: usize,   // [out]
+    input: usize,
+    output: usize,
+}
+
+fn linears(
+    layout: &ParamLayout,
+    prefix: &str,
+    sizes: &[(usize, usize)],
+) -> Result<Vec<Linear>, PolicyError> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(input, output))| {
+            let find = |kind: &str| {
+                let name = format!("{prefix}.{}.{kind}", 2 * i);
+                layout
+                    .get(&name)
+                    .map(|e| e.offset)
+                    .ok_or(PolicyError::MissingParam(name))
+            };
+            Ok(Linear {
+                weight: find("weight")?,
+                bias: find("bias")?,
+                input,
+                output,
+            })
+        })
+        .collect()
+}
+
+/// A policy over a flat weights buffer laid out by [`PolicySpec::layout`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    spec: PolicySpec,
+    layout: ParamLayout,
+    weights: Vec<f32>,
+    actor: Vec<Linear>,
+    critic: Vec<Linear>,
+    log_std: Option<usize>,
+    scratch_a: Vec<f32>,
+    scratch_b: Vec<f32>,
+}
+
+impl Policy {
+    /// A policy with all-zero weights; load real ones with `weights_mut` or
+    /// `set_weights`.
+    pub fn new(spec: PolicySpec) -> Result<Self, PolicyError> {
+        let layout = spec.layout();
+        let actor = linears(&layout, "actor", &spec.actor_layers())?;
+        let critic = linears(&layout, "critic", &spec.critic_layers())?;
+        let log_std = match spec.head {
+            ActionHead::Gaussian { .. } => Some(
+                layout
+                    .get("actor_logstd")
+                    .ok_or_else(|| PolicyError::MissingParam("actor_logstd".into()))?
+                    .offset,
+            ),
+            ActionHead::Categorical { .. } => None,
+        };
+        let widest = actor
+            .iter()
+            .chain(&critic)
+            .map(|l| l.output.max(l.input))
+            .max()
+            .unwrap_or(1);
+        Ok(Policy {
+            weights: vec![0.0; layout.total_len],
+            spec,
+            layout,
+            actor,
+            critic,
+            log_std,
+            scratch_a: vec![0.0; widest],
+            scratch_b: vec![0.0; widest],
+        })
+    }
+
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    pub fn weights_mut(&mut self) -> &mut [f32] {
+        &mut self.weights
+    }
+
+    /// Replaces all weights (flat, in layout order).
+    pub fn set_weights(&mut self, weights: &[f32]) -> Result<(), PolicyError> {
+        if weights.len() != self.weights.len() {
+            return Err(PolicyError::WeightsLength {
+                got: weights.len(),
+                expected: self.weights.len(),
+            });
+        }
+        self.weights.copy_from_slice(weights);
+        Ok(())
+    }
+
+    /// Runs an MLP on one observation; the output lands in `scratch_a[..out]`.
+    fn mlp(&mut self, critic: bool, obs: &[f32]) -> usize {
+        let layers = if critic { &self.critic } else { &self.actor };
+        let activation = self.spec.activation;
+        let w = &self.weights;
+        let (mut src, mut dst) = (&mut self.scratch_a, &mut self.scratch_b);
+        src[..obs.len()].copy_from_slice(obs);
+        let last = layers.len() - 1;
+        for (k, layer) in layers.iter().enumerate() {
+            for o in 0..layer.output {
+                let row = &w[layer.weight + o * layer.input..layer.weight + (o + 1) * layer.input];
+                let mut acc = 0.0_f32;
+                for (x, wi) in src[..layer.input].iter().zip(row) {
+                    acc += x * wi;
+                }
+                acc += w[layer.bias + o];
+                dst[o] = if k == last {
+                    acc
+                } else {
+                    activation.apply(acc)
+                };
+            }
+            std::mem::swap(&mut src, &mut dst);
+        }
+        // After the last swap the output is in `src`; make it scratch_a.
+        let out = layers[last].output;
+        if !std::ptr::eq(src.as_ptr(), self.scratch_a.as_ptr()) {
+            let (a, b) = (&mut self.scratch_a, &self.scratch_b);
+            a[..out].copy_from_slice(&b[..out]);
+        }
+        out
+    }
+
+    /// The critic's value of one (normalised) observation.
+    pub fn value(&mut self, obs: &[f32]) -> f32 {
+        self.mlp(true, obs);
+        self.scratch_a[0]
+    }
+
+    /// Samples an action for one observation into `action`
+    /// (`[1]` index as f32 for Categorical, `[dim]` values for Gaussian, not
+    /// clipped) and returns its log-probability.
+    pub fn sample(&mut self, obs: &[f32], rng: &mut Rng, action: &mut [f32]) -> f32 {
+        let n = self.mlp(false, obs);
+        match self.spec.head {
+            ActionHead::Categorical { .. } => {
+                let logits = &self.scratch_a[..n];
+                let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+                let log_norm = max + sum.ln();
+                // Inverse CDF on the probabilities.
+                let u = rng.next_f64() as f32;
+                let mut cumulative = 0.0_f32;
+                let mut chosen = n - 1;
+                for (i, l) in logits.iter().enumerate() {
+                    cumulative += (l - log_norm).exp();
+                    if u < cumulative {
+                        chosen = i;
+                        break;
+                    }
+                }
+                action[0] = chosen as f32;
+                logits[chosen] - log_norm
+            }
+            ActionHead::Gaussian { dim } => {
+                let log_std = self.log_std.unwrap_or(0);
+                let mut log_prob = 0.0_f32;
+                for i in 0..dim {
+                    let mean = self.scratch_a[i];
+                    let ls = self.weights[log_std + i];
+                    let z = standard_normal(rng) as f32;
+                    action[i] = mean + ls.exp() * z;
+                    log_prob += -0.5 * z * z - ls - LOG_SQRT_2PI;
+                }
+                log_prob
+            }
+        }
+    }
+
+    /// The deterministic action (argmax of the logits, or the mean) for one
+    /// observation into `action`.
+    pub fn deterministic(&mut self, obs: &[f32], action: &mut [f32]) {
+        let n = self.mlp(false, obs);
+        match self.spec.head {
+            ActionHead::Categorical { .. } => {
+                let mut best = 0;
+                for i in 1..n {
+                    if self.scratch_a[i] > self.scratch_a[best] {
+                        best = i;
+                    }
+                }
+                action[0] = best as f32;
+            }
+            ActionHead::Gaussian { dim } => action[..dim].copy_from_slice(&self.scratch_a[..dim]),
+        }
+    }
+
+    pub fn activation(&self) -> Activation {
+        self.spec.activation
+    }
+}
+
+/// A standard normal draw (Box-Muller, one of the pair).
+fn standard_normal(rng: &mut Rng) -> f64 {
+    let u1 = 1.0 - rng.next_f64(); // (0, 1]
+    let u2 = rng.next_f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(head: ActionHead) -> PolicySpec {
+        PolicySpec {
+            obs_dim: 2,
+            head,
+            actor_hidden: vec![3],
+            critic_hidden: vec![3],
+            activation: Activation::Tanh,
+        }
+    }
+
+    /// Sets each weight to a small distinct value.
+    fn filled(head: ActionHead) -> Policy {
+        let mut p = Policy::new(spec(head)).unwrap();
+        for (i, w) in p.weights_mut().iter_mut().enumerate() {
+            *w = ((i * 7 % 13) as f32 - 6.0) * 0.05;
+        }
+        p
+    }
+
+    fn reference_mlp(p: &Policy, prefix: &str, x: &[f32], layers: usize) -> Vec<f32> {
+        let mut h = x.to_vec();
+        for i in 0..layers {
+            let w = p
+                .layout()
+                .get(&format!("{prefix}.{}.weight", 2 * i))
+                .unwrap();
+            let b = p.layout().get(&format!("{prefix}.{}.bias", 2 * i)).unwrap();
+            let (out, inp) = (w.shape[0], w.shape[1]);
+            let mut y = vec![0.0; out];
+            for o in 0..out {
+                let mut acc = 0.0;
+                for j in 0..inp {
+                    acc += h[j] * p.weights()[w.offset + o * inp + j];
+                }
+                y[o] = acc + p.weights()[b.offset + o];
+                if i + 1 < layers {
+                    y[o] = y[o].tanh();
+                }
+            }
+            h = y;
+        }
+        h
+    }
+
+    #[test]
+    fn forward_matches_a_direct_computation() {
+        let mut p = filled(ActionHead::Gaussian { dim: 2 });
+        let x = [0.3, -1.2];
+        let expected_value = reference_mlp(&p, "critic", &x, 2)[0];
+        assert_eq!(p.value(&x), expected_value);
+        let mean = reference_mlp(&p, "actor", &x, 2);
+        let mut action = [0.0; 2];
+        p.deterministic(&x, &mut action);
+        assert_eq!(action.to_vec(), mean);
+    }
+
+    #[test]
+    fn categorical_sampling_follows_the_softmax() {
+        let mut p = filled(ActionHead::Categorical { n: 3 });
+        let x = [0.5, 0.5];
+        let logits = reference_mlp(&p, "actor", &x, 2);
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        let probs: Vec<f32> = logits.iter().map(|l| l.exp() / z).collect();
+        let mut rng = Rng::from_seed(3);
+        let mut counts = [0usize; 3];
+        let mut action = [0.0];
+        for _ in 0..30_000 {
+            let lp = p.sample(&x, &mut rng, &mut action);
+            let a = action[0] as usize;
+            counts[a] += 1;
+            assert!((lp - probs[a].ln()).abs() < 1e-5);
+        }
+        for a in 0..3 {
+            let freq = counts[a] as f32 / 30_000.0;
+            assert!(
+                (freq - probs[a]).abs() < 0.015,
+                "{a}: {freq} vs {}",
+                probs[a]
+            );
+        }
+    }
+
+    #[test]
+    fn gaussian_samples_have_the_policy_mean_and_std_and_log_prob() {
+        let mut p = filled(ActionHead::Gaussian { dim: 2 });
+        let ls = p.layout().get("actor_logstd").unwrap().offset;
+        p.weights_mut()[ls] = (0.5_f32).ln();
+        p.weights_mut()[ls + 1] = (2.0_f32).ln();
+        let x = [0.1, 0.2];
+        let mut mean = [0.0; 2];
+        p.deterministic(&x, &mut mean);
+        let mut rng = Rng::from_seed(9);
+        let (mut sum, mut sum_sq) = ([0.0f64; 2], [0.0f64; 2]);
+        let mut action = [0.0; 2];
+        let n = 40_000;
+        for _ in 0..n {
+            let lp = p.sample(&x, &mut rng, &mut action);
+            let mut expected = 0.0;
+            for i in 0..2 {
+                let std = [0.5_f32, 2.0][i];
+                let z = (action[i] - mean[i]) / std;
+                expected += -0.5 * z * z - std.ln() - LOG_SQRT_2PI;
+                sum[i] += action[i] as f64;
+                sum_sq[i] += (action[i] as f64).powi(2);
+            }
+            assert!((lp - expected).abs() < 1e-3, "{lp} vs {expected}");
+        }
+        for i in 0..2 {
+            let m = sum[i] / n as f64;
+            let sd = (sum_sq[i] / n as f64 - m * m).sqrt();
+            assert!((m - mean[i] as f64).abs() < 0.03, "mean {m}");
+            assert!((sd - [0.5, 2.0][i]).abs() < 0.03, "std {sd}");
+        }
+    }
+
+    #[test]
+    fn wrong_weight_length_is_an_error() {
+        let mut p = filled(ActionHead::Categorical { n: 2 });
+        assert!(p.set_weights(&[0.0; 3]).is_err());
+    }
+}
