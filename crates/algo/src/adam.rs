@@ -1,87 +1,70 @@
-//! Adam on tensors, with its state in the open: exact update of
-//! `torch.optim.Adam` (no weight decay, no AMSGrad), and moments and step
-//! counts that a checkpoint can read and restore.
+//! Adam on the flat parameter tensor, with its state in the open: the update
+//! of `torch.optim.Adam` (no weight decay, no AMSGrad), and moments and the
+//! step count that a checkpoint can read and restore.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-/// Adam's per-parameter state.
-pub struct AdamState {
-    pub exp_avg: Tensor,    // First moment, same shape as the parameter.
-    pub exp_avg_sq: Tensor, // Second moment.
-    pub step: u64,
-}
-
+/// Adam with its state: first and second moments shaped like the flat
+/// parameters, and the number of steps taken.
 pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// One entry per parameter, in the parameters' order.
-    pub state: Vec<AdamState>,
+    pub exp_avg: Tensor,    // [total_len]
+    pub exp_avg_sq: Tensor, // [total_len]
+    pub step: u64,
 }
 
 impl Adam {
-    pub fn new(params: &[(String, Tensor)], beta1: f64, beta2: f64, eps: f64) -> Self {
-        let state = params
-            .iter()
-            .map(|(_, p)| AdamState {
-                exp_avg: p.zeros_like().detach(),
-                exp_avg_sq: p.zeros_like().detach(),
-                step: 0,
-            })
-            .collect();
+    pub fn new(params: &Tensor, beta1: f64, beta2: f64, eps: f64) -> Self {
         Adam {
             beta1,
             beta2,
             eps,
-            state,
+            exp_avg: params.zeros_like().detach(),
+            exp_avg_sq: params.zeros_like().detach(),
+            step: 0,
         }
     }
 
-    /// One step with learning rate `lr` on every parameter that has a
-    /// gradient.
-    pub fn step(&mut self, params: &mut [(String, Tensor)], lr: f64) {
+    /// One step with learning rate `lr`, if the parameters have a gradient.
+    pub fn step(&mut self, params: &mut Tensor, lr: f64) {
+        let grad = params.grad();
+        if !grad.defined() {
+            return;
+        }
         tch::no_grad(|| {
-            for ((_, p), s) in params.iter_mut().zip(&mut self.state) {
-                let grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                s.step += 1;
-                // torch: exp_avg.lerp_(grad, 1 - beta1)
-                let _ = s.exp_avg.lerp_(&grad, 1.0 - self.beta1);
-                // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                let _ = s.exp_avg_sq.g_mul_scalar_(self.beta2);
-                let _ = s.exp_avg_sq.addcmul_(&(&grad * (1.0 - self.beta2)), &grad);
-                let bias_correction1 = 1.0 - self.beta1.powi(s.step as i32);
-                let bias_correction2 = 1.0 - self.beta2.powi(s.step as i32);
-                let step_size = lr / bias_correction1;
-                let denom = (s.exp_avg_sq.sqrt() / bias_correction2.sqrt()) + self.eps;
-                let update = (&s.exp_avg / denom) * (-step_size);
-                let _ = p.g_add_(&update.to_kind(Kind::Float));
-            }
+            self.step += 1;
+            // torch: exp_avg.lerp_(grad, 1 - beta1)
+            let _ = self.exp_avg.lerp_(&grad, 1.0 - self.beta1);
+            // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            let _ = self.exp_avg_sq.g_mul_scalar_(self.beta2);
+            let _ = self
+                .exp_avg_sq
+                .addcmul_(&(&grad * (1.0 - self.beta2)), &grad);
+            let bias_correction1 = 1.0 - self.beta1.powi(self.step as i32);
+            let bias_correction2 = 1.0 - self.beta2.powi(self.step as i32);
+            let step_size = lr / bias_correction1;
+            let denom = (self.exp_avg_sq.sqrt() / bias_correction2.sqrt()) + self.eps;
+            let _ = params.addcdiv_(&(&self.exp_avg * (-step_size)), &denom);
         });
     }
 }
 
-/// Scales all gradients so that their global L2 norm is at most `max_norm`
-/// (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
-pub fn clip_grad_norm(params: &[(String, Tensor)], max_norm: f64) -> f64 {
+/// Scales the gradient so that its L2 norm is at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_` over all parameters at once); returns
+/// the norm before clipping.
+pub fn clip_grad_norm(params: &Tensor, max_norm: f64) -> f64 {
+    let mut grad = params.grad();
+    if !grad.defined() {
+        return 0.0;
+    }
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params
-            .iter()
-            .map(|(_, p)| p.grad())
-            .filter(|g| g.defined())
-            .collect();
-        if grads.is_empty() {
-            return 0.0;
+        let total = grad.norm().double_value(&[]);
+        let clip_coef = (max_norm / (total + 1e-6)).min(1.0);
+        if clip_coef < 1.0 {
+            let _ = grad.g_mul_scalar_(clip_coef);
         }
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-        let total = Tensor::stack(&norms, 0).norm();
-        let clip_coef = (max_norm / (total.double_value(&[]) + 1e-6)).min(1.0);
-        let total_value = total.double_value(&[]);
-        for mut g in grads {
-            let _ = g.g_mul_scalar_(clip_coef);
-        }
-        total_value
+        total
     })
 }

@@ -19,6 +19,7 @@ pub fn gae(
 ) -> (Vec<f32>, Vec<f32>) {
     let num_steps = rewards.len() / num_envs.max(1);
     let mut advantages = vec![0.0_f32; rewards.len()];
+    #[allow(clippy::needless_range_loop)] // e indexes three arrays of different strides.
     for e in 0..num_envs {
         let mut last_gae = 0.0_f32;
         for t in (0..num_steps).rev() {

@@ -1,15 +1,19 @@
 //! The actor-critic networks as libtorch tensors, one per parameter of the
 //! flat layout in [`rl_policy::ParamLayout`].
 
-use rl_policy::{ActionHead, Activation, PolicySpec};
+use rl_policy::{ActionHead, Activation, ParamLayout, PolicySpec};
 use tch::{Device, Kind, Tensor};
 
-/// Separate actor and critic MLPs (plus the Gaussian log-std), as tensors
-/// that require gradients, in sorted-name order.
+/// Separate actor and critic MLPs (plus the Gaussian log-std), stored as
+/// **one flat tensor** in the order of [`rl_policy::ParamLayout`] (sorted
+/// names). Each forward pass takes differentiable views of it, so gradients
+/// land in one flat gradient, and the optimizer, gradient clipping, weight
+/// export and (later) shared-memory publishing each touch one tensor instead
+/// of one per layer.
 pub struct ActorCritic {
     spec: PolicySpec,
-    /// `(name, tensor)` sorted by name; the order of the flat layout.
-    params: Vec<(String, Tensor)>,
+    layout: ParamLayout,
+    flat: Tensor, // [total_len], requires grad
     device: Device,
 }
 
@@ -18,25 +22,6 @@ pub struct Evaluation {
     pub log_prob: Tensor, // [B]
     pub entropy: Tensor,  // [B]
     pub value: Tensor,    // [B]
-}
-
-fn linear_layers<'a>(
-    params: &'a [(String, Tensor)],
-    prefix: &str,
-    count: usize,
-) -> Vec<(&'a Tensor, &'a Tensor)> {
-    (0..count)
-        .map(|i| {
-            let find = |kind: &str| {
-                let name = format!("{prefix}.{}.{kind}", 2 * i);
-                let index = params
-                    .binary_search_by(|(n, _)| n.as_str().cmp(&name))
-                    .unwrap_or_else(|_| unreachable!("the layout always holds {name}"));
-                &params[index].1
-            };
-            (find("weight"), find("bias"))
-        })
-        .collect()
 }
 
 impl ActorCritic {
@@ -49,9 +34,9 @@ impl ActorCritic {
         let layout = spec.layout();
         let actor_last = 2 * (spec.actor_layers().len() - 1);
         let critic_last = 2 * (spec.critic_layers().len() - 1);
-        // Initialise in a fixed order (actor layers, critic layers), not in
-        // name order, so that the draws do not depend on name sorting.
-        let mut inits: Vec<(String, Tensor)> = Vec::new();
+        let mut flat = vec![0.0_f32; layout.total_len];
+        // Initialise in a fixed order (actor layers, then critic layers),
+        // independent of how names sort.
         for (prefix, layers, last) in [
             ("actor", spec.actor_layers(), actor_last),
             ("critic", spec.critic_layers(), critic_last),
@@ -70,31 +55,22 @@ impl ActorCritic {
                     &[output as i64, input as i64],
                     Device::Cpu,
                 );
-                inits.push((format!("{prefix}.{index}.weight"), weight));
-                inits.push((
-                    format!("{prefix}.{index}.bias"),
-                    Tensor::zeros([output as i64], (Kind::Float, Device::Cpu)),
-                ));
+                let values: Vec<f32> = Vec::try_from(weight.flatten(0, -1)).unwrap_or_default();
+                if let Some(entry) = layout.get(&format!("{prefix}.{index}.weight")) {
+                    flat[entry.offset..entry.offset + entry.len].copy_from_slice(&values);
+                }
             }
         }
-        if let ActionHead::Gaussian { dim } = spec.head {
-            inits.push((
-                "actor_logstd".to_string(),
-                Tensor::full([dim as i64], initial_log_std, (Kind::Float, Device::Cpu)),
-            ));
+        if let Some(entry) = layout.get("actor_logstd") {
+            flat[entry.offset..entry.offset + entry.len].fill(initial_log_std as f32);
         }
-        inits.sort_by(|a, b| a.0.cmp(&b.0));
-        debug_assert!(inits
-            .iter()
-            .map(|(n, _)| n)
-            .eq(layout.entries.iter().map(|e| &e.name)));
-        let params = inits
-            .into_iter()
-            .map(|(name, t)| (name, t.to_device(device).set_requires_grad(true)))
-            .collect();
+        let flat = Tensor::from_slice(&flat)
+            .to_device(device)
+            .set_requires_grad(true);
         ActorCritic {
             spec,
-            params,
+            layout,
+            flat,
             device,
         }
     }
@@ -103,21 +79,49 @@ impl ActorCritic {
         &self.spec
     }
 
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
     pub fn device(&self) -> Device {
         self.device
     }
 
-    /// The parameters in sorted-name order.
-    pub fn params(&self) -> &[(String, Tensor)] {
-        &self.params
+    /// The flat parameter tensor `[total_len]` (a leaf that requires grad).
+    pub fn flat(&self) -> &Tensor {
+        &self.flat
     }
 
-    fn mlp(&self, prefix: &str, count: usize, x: &Tensor) -> Tensor {
-        let layers = linear_layers(&self.params, prefix, count);
+    /// Differentiable views of every parameter, in layout order.
+    fn views(&self) -> Vec<Tensor> {
+        self.layout
+            .entries
+            .iter()
+            .map(|e| {
+                let shape: Vec<i64> = e.shape.iter().map(|d| *d as i64).collect();
+                self.flat
+                    .narrow(0, e.offset as i64, e.len as i64)
+                    .view(shape.as_slice())
+            })
+            .collect()
+    }
+
+    fn view_of<'a>(&self, views: &'a [Tensor], name: &str) -> &'a Tensor {
+        let index = self
+            .layout
+            .entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .unwrap_or_else(|_| unreachable!("the layout always holds {name}"));
+        &views[index]
+    }
+
+    fn mlp(&self, views: &[Tensor], prefix: &str, count: usize, x: &Tensor) -> Tensor {
         let mut h = x.shallow_clone();
-        for (i, (w, b)) in layers.iter().enumerate() {
-            h = h.linear(w, Some(*b));
-            if i + 1 < layers.len() {
+        for i in 0..count {
+            let w = self.view_of(views, &format!("{prefix}.{}.weight", 2 * i));
+            let b = self.view_of(views, &format!("{prefix}.{}.bias", 2 * i));
+            h = h.linear(w, Some(b));
+            if i + 1 < count {
                 h = match self.spec.activation {
                     Activation::Tanh => h.tanh(),
                     Activation::Relu => h.relu(),
@@ -127,28 +131,18 @@ impl ActorCritic {
         h
     }
 
-    /// Logits `[B, n]` or means `[B, dim]`.
-    pub fn actor(&self, obs: &Tensor) -> Tensor {
-        self.mlp("actor", self.spec.actor_layers().len(), obs)
-    }
-
-    /// Values `[B]`.
+    /// Values `[B]` for observations `[B, obs_dim]`.
     pub fn value(&self, obs: &Tensor) -> Tensor {
-        self.mlp("critic", self.spec.critic_layers().len(), obs)
+        let views = self.views();
+        self.mlp(&views, "critic", self.spec.critic_layers().len(), obs)
             .squeeze_dim(-1)
-    }
-
-    fn log_std(&self) -> Option<&Tensor> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == "actor_logstd")
-            .map(|(_, t)| t)
     }
 
     /// Log-probability and entropy of `actions` (`[B, action_dim]`, indices
     /// as floats for Categorical) and the values, for observations `[B, obs_dim]`.
     pub fn evaluate(&self, obs: &Tensor, actions: &Tensor) -> Evaluation {
-        let out = self.actor(obs);
+        let views = self.views();
+        let out = self.mlp(&views, "actor", self.spec.actor_layers().len(), obs);
         let (log_prob, entropy) = match self.spec.head {
             ActionHead::Categorical { .. } => {
                 let log_p = out.log_softmax(-1, Kind::Float);
@@ -158,11 +152,7 @@ impl ActorCritic {
                 (log_prob, entropy)
             }
             ActionHead::Gaussian { .. } => {
-                let log_std = self
-                    .log_std()
-                    .map(|t| t.shallow_clone())
-                    .unwrap_or_else(|| out.zeros_like());
-                let log_std = log_std.expand_as(&out);
+                let log_std = self.view_of(&views, "actor_logstd").expand_as(&out);
                 let z = (actions - &out) / log_std.exp();
                 let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
                 let log_prob = (z.square() * -0.5 - &log_std - half_log_2pi).sum_dim_intlist(
@@ -175,62 +165,56 @@ impl ActorCritic {
                 (log_prob, entropy)
             }
         };
+        let value = self
+            .mlp(&views, "critic", self.spec.critic_layers().len(), obs)
+            .squeeze_dim(-1);
         Evaluation {
             log_prob,
             entropy,
-            value: self.value(obs),
+            value,
         }
     }
 
     /// All parameters, flat, in layout order (on the CPU).
     pub fn to_flat(&self) -> Vec<f32> {
-        let mut flat = Vec::new();
-        for (_, t) in &self.params {
-            let cpu = t
-                .detach()
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .flatten(0, -1);
-            let values: Vec<f32> = Vec::try_from(&cpu).unwrap_or_default();
-            flat.extend(values);
+        let cpu = self.flat.detach().to_device(Device::Cpu);
+        Vec::try_from(&cpu).unwrap_or_default()
+    }
+
+    /// The gradient of one parameter (after a backward pass), flat.
+    pub fn grad_of(&self, name: &str) -> Option<Vec<f32>> {
+        let entry = self.layout.get(name)?;
+        let grad = self.flat.grad();
+        if !grad.defined() {
+            return None;
         }
-        flat
+        let part = grad
+            .narrow(0, entry.offset as i64, entry.len as i64)
+            .to_device(Device::Cpu);
+        Vec::try_from(&part).ok()
     }
 
     /// Replaces all parameters from a flat buffer in layout order.
     pub fn load_flat(&mut self, flat: &[f32]) -> Result<(), String> {
-        let layout = self.spec.layout();
-        if flat.len() != layout.total_len {
+        if flat.len() != self.layout.total_len {
             return Err(format!(
                 "weights hold {} values, the network needs {}",
                 flat.len(),
-                layout.total_len
+                self.layout.total_len
             ));
         }
+        let src = Tensor::from_slice(flat).to_device(self.device);
         tch::no_grad(|| {
-            for ((_, t), entry) in self.params.iter_mut().zip(&layout.entries) {
-                let shape: Vec<i64> = entry.shape.iter().map(|d| *d as i64).collect();
-                let src = Tensor::from_slice(&flat[entry.offset..entry.offset + entry.len])
-                    .reshape(&shape)
-                    .to_device(self.device);
-                t.copy_(&src);
-            }
+            self.flat.copy_(&src);
         });
         Ok(())
     }
 
-    /// The parameters, mutably (for the optimizer).
-    pub fn params_mut(&mut self) -> &mut [(String, Tensor)] {
-        &mut self.params
-    }
-
-    /// Zeroes every parameter's gradient.
+    /// Zeroes the gradient.
     pub fn zero_grad(&mut self) {
-        for (_, t) in &mut self.params {
-            let mut g = t.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
-            }
+        let mut g = self.flat.grad();
+        if g.defined() {
+            let _ = g.detach_().zero_();
         }
     }
 }

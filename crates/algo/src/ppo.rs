@@ -405,7 +405,7 @@ impl PpoLearner {
     ) -> Self {
         let obs_dim = spec.obs_dim;
         let net = ActorCritic::new(spec, seed, config.init_log_std, device);
-        let adam = Adam::new(net.params(), 0.9, 0.999, config.adam_eps);
+        let adam = Adam::new(net.flat(), 0.9, 0.999, config.adam_eps);
         let obs_norm = config
             .normalize_obs
             .then(|| ObsNormalizer::new(obs_dim, config.obs_clip));
@@ -419,7 +419,7 @@ impl PpoLearner {
             adam,
             obs_norm,
             reward_scaler,
-            rng: Rng::from_seed(seed ^ 0x5EED_0F_5_u64),
+            rng: Rng::from_seed(seed ^ 0x5EED_0F5A_u64),
             updates_done: 0,
             num_envs,
         }
@@ -537,8 +537,9 @@ impl PpoLearner {
                 let out = ppo_loss(&self.net, &mb, &cfg, clip_coef);
                 self.net.zero_grad();
                 out.loss.backward();
-                clip_grad_norm(self.net.params(), cfg.max_grad_norm);
-                self.adam.step(self.net.params_mut(), lr);
+                clip_grad_norm(self.net.flat(), cfg.max_grad_norm);
+                let mut flat = self.net.flat().shallow_clone();
+                self.adam.step(&mut flat, lr);
                 sums.policy_loss += out.policy_loss;
                 sums.value_loss += out.value_loss;
                 sums.entropy += out.entropy;

@@ -192,11 +192,11 @@ impl Policy {
             ActionHead::Gaussian { dim } => {
                 let log_std = self.log_std.unwrap_or(0);
                 let mut log_prob = 0.0_f32;
-                for i in 0..dim {
-                    let mean = self.scratch_a[i];
-                    let ls = self.weights[log_std + i];
+                let means = &self.scratch_a[..dim];
+                let log_stds = &self.weights[log_std..log_std + dim];
+                for ((a, mean), ls) in action.iter_mut().zip(means).zip(log_stds) {
                     let z = standard_normal(rng) as f32;
-                    action[i] = mean + ls.exp() * z;
+                    *a = mean + ls.exp() * z;
                     log_prob += -0.5 * z * z - ls - LOG_SQRT_2PI;
                 }
                 log_prob
@@ -235,6 +235,7 @@ fn standard_normal(rng: &mut Rng) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // The reference forward is written with indices on purpose.
 mod tests {
     use super::*;
 

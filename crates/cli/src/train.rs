@@ -1,0 +1,251 @@
+//! `train --config FILE [--run-dir DIR] [--seed N] [--set table.key=value]...`
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use rl_algo::ppo::UpdateStats;
+use rl_env::Registry;
+use rl_runtime::{train_in_process, Ending, EvalResult, Observer, Progress, RunDir};
+
+use crate::config;
+
+/// Exit codes of `train`.
+pub mod exit {
+    pub const DONE: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+    pub const TERMINATED: u8 = 143;
+}
+
+/// Train a policy with PPO.
+#[derive(Debug, Parser)]
+#[command(name = "train", version, about, long_about = None)]
+pub struct TrainArgs {
+    /// The config file (TOML); see configs/ for examples.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where to write the run (default: runs/<config name>-<UTC start time>).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Overrides [run] seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Overrides one config value, e.g. --set ppo.learning_rate=3e-4 (repeatable).
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn utc_stamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `runs/<config stem>-<stamp>`, with a suffix if that exists already.
+fn default_run_dir(config: &Path) -> PathBuf {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    let base = format!("{stem}-{}", utc_stamp(SystemTime::now()));
+    let mut candidate = Path::new("runs").join(&base);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = Path::new("runs").join(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// Prints progress: a live line on a terminal, plain lines otherwise.
+struct StatusLine {
+    live: bool,
+    last_plain: Instant,
+}
+
+impl StatusLine {
+    fn line(progress: &Progress) -> String {
+        let eval = progress
+            .last_eval_return
+            .map_or("-".to_string(), |r| format!("{r:.1}"));
+        let train = progress
+            .episode_return_mean
+            .map_or("-".to_string(), |r| format!("{r:.1}"));
+        format!(
+            "steps {}/{} ({:.0}%)  {:.0} steps/s  episode return {}  eval return {}  elapsed {:.1}s",
+            progress.env_steps,
+            progress.total_env_steps,
+            100.0 * progress.env_steps as f64 / progress.total_env_steps.max(1) as f64,
+            progress.steps_per_s,
+            train,
+            eval,
+            progress.elapsed.as_secs_f64()
+        )
+    }
+
+    fn finish(&self) {
+        if self.live {
+            eprintln!();
+        }
+    }
+}
+
+impl Observer for StatusLine {
+    fn on_update(&mut self, progress: &Progress, _stats: &UpdateStats) {
+        if self.live {
+            eprint!("\r\x1b[2K{}", Self::line(progress));
+            let _ = std::io::stderr().flush();
+        } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
+            self.last_plain = Instant::now();
+            println!("{}", Self::line(progress));
+        }
+    }
+
+    fn on_eval(&mut self, progress: &Progress, eval: &EvalResult) {
+        if self.live {
+            eprint!("\r\x1b[2K{}", Self::line(progress));
+            let _ = std::io::stderr().flush();
+        } else {
+            println!(
+                "eval at {} steps: return {:.2} +- {:.2} over {} episodes",
+                eval.env_steps,
+                eval.mean(),
+                eval.std(),
+                eval.returns.len()
+            );
+        }
+    }
+}
+
+/// Parses arguments, trains, and maps the outcome to an exit code.
+pub fn train_main(registry: &Registry) -> ExitCode {
+    let args = match TrainArgs::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::DONE
+            });
+        }
+    };
+    ExitCode::from(run_train(registry, &args))
+}
+
+/// Runs `train` with parsed arguments; returns the exit code.
+pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
+    let loaded = match config::load(&args.config, &args.overrides, args.seed, registry) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("train: {}", message.replace('\n', "\ntrain: "));
+            return exit::USAGE;
+        }
+    };
+    let run_path = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&args.config));
+    let run_dir = match RunDir::create(&run_path) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("train: cannot create the run directory: {e}");
+            return exit::USAGE;
+        }
+    };
+    println!("{}", run_dir.path().display());
+    if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
+        eprintln!("train: {e}");
+        return exit::FAILED;
+    }
+
+    // First Ctrl-C (or SIGTERM): finish the current update, save, exit 130
+    // (143). A second one exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let terminated = Arc::new(AtomicBool::new(false));
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, i32::from(exit::INTERRUPTED)),
+        (signal_hook::consts::SIGTERM, i32::from(exit::TERMINATED)),
+    ] {
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&stop))
+                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
+        if let Err(e) = registered {
+            eprintln!("train: cannot install the signal handler: {e}");
+            return exit::FAILED;
+        }
+    }
+    if let Err(e) =
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))
+    {
+        eprintln!("train: cannot install the signal handler: {e}");
+        return exit::FAILED;
+    }
+
+    let mut status = StatusLine {
+        live: std::io::stderr().is_terminal(),
+        last_plain: Instant::now(),
+    };
+    let result = train_in_process(registry, &loaded.settings, &run_dir, &stop, &mut status);
+    status.finish();
+    match result {
+        Ok(summary) => {
+            let eval = summary
+                .last_eval
+                .as_ref()
+                .map_or("no evaluation".to_string(), |e| {
+                    format!("last eval return {:.2}", e.mean())
+                });
+            match summary.ending {
+                Ending::Completed => {
+                    println!(
+                        "done: {} env steps, {} updates, {eval}; policy in {}",
+                        summary.env_steps,
+                        summary.updates,
+                        run_dir.path().join(rl_runtime::POLICY_FILE).display()
+                    );
+                    exit::DONE
+                }
+                Ending::Interrupted => {
+                    println!(
+                        "interrupted after {} env steps ({} updates); weights saved in {}",
+                        summary.env_steps,
+                        summary.updates,
+                        run_dir.path().join(rl_runtime::POLICY_FILE).display()
+                    );
+                    if terminated.load(Ordering::SeqCst) {
+                        exit::TERMINATED
+                    } else {
+                        exit::INTERRUPTED
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("train: training failed: {e}");
+            exit::FAILED
+        }
+    }
+}

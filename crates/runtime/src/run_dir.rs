@@ -1,0 +1,248 @@
+//! The run directory: the files other tools read while and after a run.
+//!
+//! * `config.toml`: the fully resolved configuration;
+//! * `train.csv`: one row per update ([`TRAIN_CSV_HEADER`]);
+//! * `eval.csv`: one row per evaluation ([`EVAL_CSV_HEADER`]);
+//! * `policy.safetensors`: the final weights of the networks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rl_policy::{ObsNormalizer, ParamLayout, PolicySpec};
+
+pub const TRAIN_CSV_HEADER: &str = "time_s,env_steps,updates,steps_per_s,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_variance,learning_rate,episode_return_mean";
+pub const EVAL_CSV_HEADER: &str =
+    "time_s,env_steps,policy_version,return_mean,return_std,return_min,return_max,episodes";
+pub const POLICY_FILE: &str = "policy.safetensors";
+
+/// An I/O error with the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct PathError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
+    move |source| PathError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An append-only CSV file that is flushed after every row, so a reader
+/// never waits for a buffer.
+pub struct CsvWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl CsvWriter {
+    /// Creates the file with its header line.
+    pub fn create(path: PathBuf, header: &str) -> Result<Self, PathError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(at(&path))?;
+        let mut writer = CsvWriter {
+            path,
+            file: BufWriter::new(file),
+        };
+        writer.write_line(header)?;
+        Ok(writer)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), PathError> {
+        let path = self.path.clone();
+        writeln!(self.file, "{line}")
+            .and_then(|_| self.file.flush())
+            .map_err(at(&path))
+    }
+
+    /// Appends one row; non-finite numbers are written empty (a missing
+    /// value to pandas and spreadsheet tools).
+    pub fn row(&mut self, values: &[Value]) -> Result<(), PathError> {
+        let line = values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.write_line(&line)
+    }
+}
+
+/// One CSV cell.
+#[derive(Debug, Clone, Copy)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) if v.is_finite() => write!(f, "{v}"),
+            Value::Float(_) => Ok(()),
+        }
+    }
+}
+
+/// A run directory being written.
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the directory (and its parents). An existing directory must be
+    /// empty: a run never writes over another run.
+    pub fn create(path: &Path) -> Result<Self, PathError> {
+        if path.exists() {
+            let mut entries = fs::read_dir(path).map_err(at(path))?;
+            if entries.next().is_some() {
+                return Err(PathError {
+                    path: path.to_path_buf(),
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "the run directory already exists and is not empty; choose another --run-dir",
+                    ),
+                });
+            }
+        }
+        fs::create_dir_all(path).map_err(at(path))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write_config(&self, toml_text: &str) -> Result<(), PathError> {
+        let path = self.path.join("config.toml");
+        fs::write(&path, toml_text).map_err(at(&path))
+    }
+
+    pub fn train_csv(&self) -> Result<CsvWriter, PathError> {
+        CsvWriter::create(self.path.join("train.csv"), TRAIN_CSV_HEADER)
+    }
+
+    pub fn eval_csv(&self) -> Result<CsvWriter, PathError> {
+        CsvWriter::create(self.path.join("eval.csv"), EVAL_CSV_HEADER)
+    }
+
+    /// Writes the policy file atomically (temporary file, fsync, rename).
+    pub fn write_policy(
+        &self,
+        spec: &PolicySpec,
+        env_id: &str,
+        weights: &[f32],
+        obs_norm: Option<&ObsNormalizer>,
+    ) -> Result<PathBuf, PathError> {
+        let path = self.path.join(POLICY_FILE);
+        let tmp = self.path.join(format!(".{POLICY_FILE}.tmp"));
+        let bytes = policy_safetensors(spec, env_id, weights, obs_norm);
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            PathError {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(path)
+    }
+}
+
+/// The safetensors encoding of a policy: every network parameter (float32,
+/// names and shapes of the layout), the observation normaliser's mean and
+/// variance when there is one (`obs_norm.mean`, `obs_norm.var`, float64), and
+/// metadata describing the architecture.
+pub fn policy_safetensors(
+    spec: &PolicySpec,
+    env_id: &str,
+    weights: &[f32],
+    obs_norm: Option<&ObsNormalizer>,
+) -> Vec<u8> {
+    let layout: ParamLayout = spec.layout();
+    let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = layout
+        .entries
+        .iter()
+        .map(|e| {
+            let data = weights[e.offset..e.offset + e.len]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (e.name.clone(), "F32", e.shape.clone(), data)
+        })
+        .collect();
+    if let Some(norm) = obs_norm {
+        for (name, values) in [
+            ("obs_norm.mean", &norm.stats.mean),
+            ("obs_norm.var", &norm.stats.var),
+        ] {
+            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tensors.push((name.to_string(), "F64", vec![values.len()], data));
+        }
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let (head, dim) = match spec.head {
+        rl_policy::ActionHead::Categorical { n } => ("categorical", n),
+        rl_policy::ActionHead::Gaussian { dim } => ("gaussian", dim),
+    };
+    let mut header = serde_json::Map::new();
+    let mut metadata = serde_json::Map::new();
+    let meta = [
+        ("format", "ferrorl-policy-v1".to_string()),
+        ("env_id", env_id.to_string()),
+        ("obs_dim", spec.obs_dim.to_string()),
+        ("action_head", head.to_string()),
+        ("action_outputs", dim.to_string()),
+        ("actor_hidden", format!("{:?}", spec.actor_hidden)),
+        ("critic_hidden", format!("{:?}", spec.critic_hidden)),
+        ("activation", spec.activation.torch_module().to_string()),
+        (
+            "obs_norm_clip",
+            obs_norm.map_or("none".to_string(), |n| n.clip.to_string()),
+        ),
+    ];
+    for (k, v) in meta {
+        metadata.insert(k.to_string(), serde_json::Value::String(v));
+    }
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::Value::Object(metadata),
+    );
+    let mut offset = 0usize;
+    for (name, dtype, shape, data) in &tensors {
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype,
+                "shape": shape,
+                "data_offsets": [offset, offset + data.len()],
+            }),
+        );
+        offset += data.len();
+    }
+    let mut header_bytes = serde_json::Value::Object(header).to_string().into_bytes();
+    while header_bytes.len() % 8 != 0 {
+        header_bytes.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header_bytes.len() + offset);
+    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    for (_, _, _, data) in &tensors {
+        out.extend_from_slice(data);
+    }
+    out
+}

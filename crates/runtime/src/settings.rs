@@ -1,0 +1,208 @@
+//! The settings of a training run, one struct per component, each with the
+//! checks that run before anything starts.
+
+use rl_algo::device::DeviceChoice;
+use rl_algo::ppo::PpoConfig;
+use rl_algo::FieldError;
+use rl_policy::Activation;
+use serde::{Deserialize, Serialize};
+
+fn check(
+    errors: &mut Vec<(&'static str, FieldError)>,
+    table: &'static str,
+    ok: bool,
+    field: &'static str,
+    value: String,
+    allowed: &'static str,
+) {
+    if !ok {
+        errors.push((
+            table,
+            FieldError {
+                field,
+                value,
+                allowed,
+            },
+        ));
+    }
+}
+
+/// `[env]`: which environment and how many copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSettings {
+    /// Registered environment id, e.g. "CartPole-v1".
+    pub id: String,
+    /// Envs stepped together (over all workers).
+    #[serde(default = "default_num_envs")]
+    pub num_envs: usize,
+}
+
+fn default_num_envs() -> usize {
+    8
+}
+
+/// `[network]`: the actor and critic MLPs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Hidden layer sizes of the actor.
+    pub actor_hidden: Vec<usize>,
+    /// Hidden layer sizes of the critic.
+    pub critic_hidden: Vec<usize>,
+    /// Hidden activation: "tanh" or "relu".
+    pub activation: Activation,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            actor_hidden: vec![64, 64],
+            critic_hidden: vec![64, 64],
+            activation: Activation::Tanh,
+        }
+    }
+}
+
+/// `[eval]`: deterministic evaluation on separate, separately seeded envs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// Evaluate every this many env steps (and once at the end).
+    pub interval_steps: u64,
+    /// Episodes per evaluation.
+    pub episodes: usize,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            interval_steps: 10_000,
+            episodes: 10,
+        }
+    }
+}
+
+/// `[run]`: how the run executes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Base seed of everything random in the run.
+    pub seed: u64,
+    /// Learner device: "auto" (CUDA when available), "cpu" or "cuda".
+    pub device: String,
+    /// libtorch threads of the learner.
+    pub torch_threads: usize,
+    /// Worker processes; 0 runs everything in this process.
+    pub num_workers: usize,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            seed: 1,
+            device: "auto".to_string(),
+            torch_threads: 1,
+            num_workers: 0,
+        }
+    }
+}
+
+/// Everything a training run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    pub env: EnvSettings,
+    #[serde(default)]
+    pub network: NetworkSettings,
+    #[serde(default)]
+    pub ppo: PpoConfig,
+    #[serde(default)]
+    pub eval: EvalSettings,
+    #[serde(default)]
+    pub run: RunSettings,
+}
+
+impl TrainSettings {
+    /// Every out-of-range value, as `(table, error)`. The env id is checked
+    /// against the registry by the caller.
+    pub fn validate(&self) -> Vec<(&'static str, FieldError)> {
+        let mut e = Vec::new();
+        check(
+            &mut e,
+            "env",
+            !self.env.id.trim().is_empty(),
+            "id",
+            format!("{:?}", self.env.id),
+            "a registered environment id",
+        );
+        check(
+            &mut e,
+            "env",
+            (1..=65_536).contains(&self.env.num_envs),
+            "num_envs",
+            self.env.num_envs.to_string(),
+            "an integer in 1..=65536",
+        );
+        for (field, sizes) in [
+            ("actor_hidden", &self.network.actor_hidden),
+            ("critic_hidden", &self.network.critic_hidden),
+        ] {
+            check(
+                &mut e,
+                "network",
+                sizes.iter().all(|s| (1..=65_536).contains(s)) && sizes.len() <= 16,
+                field,
+                format!("{sizes:?}"),
+                "a list of at most 16 layer sizes, each in 1..=65536",
+            );
+        }
+        check(
+            &mut e,
+            "eval",
+            self.eval.interval_steps > 0,
+            "interval_steps",
+            self.eval.interval_steps.to_string(),
+            "an integer >= 1",
+        );
+        check(
+            &mut e,
+            "eval",
+            (1..=100_000).contains(&self.eval.episodes),
+            "episodes",
+            self.eval.episodes.to_string(),
+            "an integer in 1..=100000",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.device.parse::<DeviceChoice>().is_ok(),
+            "device",
+            format!("{:?}", self.run.device),
+            "\"auto\", \"cpu\" or \"cuda\"",
+        );
+        check(
+            &mut e,
+            "run",
+            (1..=256).contains(&self.run.torch_threads),
+            "torch_threads",
+            self.run.torch_threads.to_string(),
+            "an integer in 1..=256",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.num_workers == 0,
+            "num_workers",
+            self.run.num_workers.to_string(),
+            "0 (everything in one process; worker processes are not available yet)",
+        );
+        e.extend(
+            self.ppo
+                .validate(self.env.num_envs)
+                .into_iter()
+                .map(|f| ("ppo", f)),
+        );
+        e
+    }
+}
