@@ -49,7 +49,11 @@ episodes = 2
 "#;
 
 fn train(args: &[&str], cwd: &Path) -> Output {
-    Command::new(TRAIN).args(args).current_dir(cwd).output().unwrap()
+    Command::new(TRAIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -102,21 +106,37 @@ fn bad_configs_exit_2_naming_the_key_and_line_and_create_nothing() {
             vec!["--set", "learning_rate"],
             vec!["--set learning_rate", "table.key=value"],
         ),
-        ("not TOML", "[env\nid = 3".to_string(), vec![], vec!["cfg.toml:1", "not valid TOML"]),
+        (
+            "not TOML",
+            "[env\nid = 3".to_string(),
+            vec![],
+            vec!["cfg.toml:1", "not valid TOML"],
+        ),
     ];
     for (what, config, extra, needles) in cases {
         let cfg = scratch.write("cfg.toml", &config);
         let run_dir = scratch.0.join("run");
-        let mut args = vec!["--config", cfg.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap()];
+        let mut args = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ];
         args.extend(extra);
         let out = train(&args, &scratch.0);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         for needle in needles {
-            assert!(stderr.contains(needle), "{what}: stderr lacks {needle:?}:\n{stderr}");
+            assert!(
+                stderr.contains(needle),
+                "{what}: stderr lacks {needle:?}:\n{stderr}"
+            );
         }
         assert!(!run_dir.exists(), "{what}: a run directory was created");
-        assert!(!scratch.0.join("runs").exists(), "{what}: runs/ was created");
+        assert!(
+            !scratch.0.join("runs").exists(),
+            "{what}: runs/ was created"
+        );
     }
 
     let out = train(&["--config", "/nonexistent/cfg.toml"], &scratch.0);
@@ -131,7 +151,14 @@ fn a_short_run_leaves_a_run_directory_matching_the_contract() {
     let scratch = Scratch::new("contract");
     let cfg = scratch.write("small.toml", SMALL_CARTPOLE);
     let out = train(
-        &["--config", cfg.to_str().unwrap(), "--seed", "5", "--set", "ppo.learning_rate=5e-4"],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--set",
+            "ppo.learning_rate=5e-4",
+        ],
         &scratch.0,
     );
     let stdout = text(&out.stdout);
@@ -177,16 +204,28 @@ fn a_short_run_leaves_a_run_directory_matching_the_contract() {
     let resolved: toml::Table = toml::from_str(&config).unwrap();
     assert_eq!(resolved["run"]["seed"].as_integer(), Some(5));
     assert_eq!(resolved["ppo"]["learning_rate"].as_float(), Some(5e-4));
-    assert_eq!(resolved["ppo"]["gae_lambda"].as_float(), Some(0.95), "defaults are written out");
+    assert_eq!(
+        resolved["ppo"]["gae_lambda"].as_float(),
+        Some(0.95),
+        "defaults are written out"
+    );
 
     // The policy file is safetensors: an 8-byte header length, a JSON header.
     let bytes = std::fs::read(run.join("policy.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    assert_eq!(header["actor.0.weight"]["shape"], serde_json::json!([64, 4]));
-    assert_eq!(header["actor.4.weight"]["shape"], serde_json::json!([2, 64]));
+    assert_eq!(
+        header["actor.0.weight"]["shape"],
+        serde_json::json!([64, 4])
+    );
+    assert_eq!(
+        header["actor.4.weight"]["shape"],
+        serde_json::json!([2, 64])
+    );
     assert_eq!(header["__metadata__"]["env_id"], "CartPole-v1");
-    let end = header["critic.4.weight"]["data_offsets"][1].as_u64().unwrap() as usize;
+    let end = header["critic.4.weight"]["data_offsets"][1]
+        .as_u64()
+        .unwrap() as usize;
     assert!(8 + header_len + end <= bytes.len());
 }
 
@@ -199,7 +238,12 @@ fn ctrl_c_finishes_the_update_saves_weights_and_exits_130() {
     );
     let run = scratch.0.join("run");
     let mut child = Command::new(TRAIN)
-        .args(["--config", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -213,7 +257,10 @@ fn ctrl_c_finishes_the_update_saves_weights_and_exits_130() {
         assert!(Instant::now() < deadline, "training did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {

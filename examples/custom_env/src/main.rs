@@ -1,7 +1,13 @@
-//! A user-defined environment, registered next to the built-ins and stepped
-//! through the vectorised env, without touching the library.
+//! A user-defined environment, registered next to the built-ins, stepped
+//! through the vectorised env and trained with PPO, without touching the
+//! library: this binary is `train` with one more environment.
 //!
-//! Run it with `cargo run -p custom-env-example`.
+//! ```sh
+//! cargo run --release -p custom-env-example -- demo
+//! cargo run --release -p custom-env-example -- --config examples/custom_env/corridor.toml
+//! ```
+
+use std::process::ExitCode;
 
 use rl_env::rng::Rng;
 use rl_env::{Action, Actions, BoxSpace, Env, EnvError, Registry, Space, Transition};
@@ -91,10 +97,37 @@ impl Env for Corridor {
     }
 }
 
-fn main() -> Result<(), EnvError> {
+/// The registry this program trains with: the built-ins plus `Corridor-v0`.
+fn registry() -> Result<Registry, EnvError> {
     let mut registry = Registry::with_builtins();
     registry.register("Corridor-v0", Some(100), || Corridor::new(10))?;
+    Ok(registry)
+}
 
+/// `custom-env-example demo` steps the env through the vectorised env with a
+/// fixed policy; any other arguments go to `train`, e.g.
+/// `custom-env-example --config examples/custom_env/corridor.toml`.
+fn main() -> ExitCode {
+    let registry = match registry() {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("custom-env-example: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if std::env::args().nth(1).as_deref() == Some("demo") {
+        return match demo(&registry) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("custom-env-example: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    rl_cli::train::train_main(&registry)
+}
+
+fn demo(registry: &Registry) -> Result<(), EnvError> {
     let num_envs = 16;
     let mut envs = registry.make_vec("Corridor-v0", num_envs)?;
     envs.reset(7)?;

@@ -1,12 +1,14 @@
 //! The example is documentation that must keep working: run the real binary.
 
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
+
 use std::process::Command;
+
+const EXAMPLE: &str = env!("CARGO_BIN_EXE_custom-env-example");
 
 #[test]
 fn custom_env_example_registers_and_steps_its_env() {
-    let output = Command::new(env!("CARGO_BIN_EXE_custom-env-example"))
-        .output()
-        .expect("the example binary starts");
+    let output = Command::new(EXAMPLE).arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -18,4 +20,44 @@ fn custom_env_example_registers_and_steps_its_env() {
         "{stdout}"
     );
     assert!(stdout.contains("CartPole-v1, Corridor-v0"), "{stdout}");
+}
+
+#[test]
+fn custom_env_trains_through_the_library_entry_point_and_learns() {
+    let dir = std::env::temp_dir().join(format!("corridor-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/corridor.toml");
+    let output = Command::new(EXAMPLE)
+        .args([
+            "--config",
+            config,
+            "--run-dir",
+            dir.to_str().unwrap(),
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let eval = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
+    let last: Vec<f64> = eval
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // Walking straight right from at most 4 cells in: at least 6 steps of
+    // -0.01 and the +1 exit; a policy that never exits gets -1.
+    assert!(
+        last[3] > 0.9,
+        "mean eval return {} after training:\n{eval}",
+        last[3]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
