@@ -1,4 +1,6 @@
-//! Times the parts of one PPO minibatch step (CartPole shapes, batch 256).
+//! Times the parts of one PPO minibatch step (CartPole shapes, batch 256,
+//! 64-64 tanh actor and critic, one libtorch thread) and prints a JSON line:
+//! `cargo run --release -p rl-algo --example update_timing`.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;

@@ -123,7 +123,9 @@ impl ActorCritic {
             h = h.linear(w, Some(b));
             if i + 1 < count {
                 h = match self.spec.activation {
-                    Activation::Tanh => h.tanh(),
+                    // 2 sigmoid(2x) - 1 is tanh; libtorch's CPU sigmoid is several times
+                    // faster than its (MKL VML, high-accuracy) tanh on small batches.
+                    Activation::Tanh => (h * 2.0).sigmoid() * 2.0 - 1.0,
                     Activation::Relu => h.relu(),
                 };
             }
