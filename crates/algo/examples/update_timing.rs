@@ -59,7 +59,7 @@ fn main() {
     }
     let us = |t: f64| t / n as f64 * 1e6;
     println!(
-        "forward+loss {:.0} us, backward {:.0} us, clip+adam {:.0} us, total {:.0} us",
+        "{{\"bench\":\"ppo_minibatch_step\",\"batch\":{b},\"forward_loss_us\":{:.0},\"backward_us\":{:.0},\"clip_adam_us\":{:.0},\"total_us\":{:.0}}}",
         us(t_fwd),
         us(t_bwd),
         us(t_opt),
