@@ -22,6 +22,8 @@
 pub mod adam;
 pub mod device;
 pub mod gae;
+pub mod host;
+pub mod init;
 pub mod net;
 pub mod ppo;
 

@@ -25,46 +25,16 @@ pub struct Evaluation {
 }
 
 impl ActorCritic {
-    /// Orthogonal initialisation as in CleanRL: hidden layers with gain
-    /// sqrt(2), the actor's output layer with 0.01, the critic's with 1,
-    /// biases 0, log-std `initial_log_std`. Uses libtorch's generator, seeded
-    /// with `seed`, on the CPU, then moves to `device`.
+    /// The networks with CleanRL's initialisation ([`crate::init`]), on `device`.
     pub fn new(spec: PolicySpec, seed: u64, initial_log_std: f64, device: Device) -> Self {
-        tch::manual_seed(seed as i64);
+        let flat = crate::init::initial_weights(&spec, seed, initial_log_std);
+        Self::from_flat(spec, &flat, device)
+    }
+
+    /// The networks with the given flat weights (layout order), on `device`.
+    pub fn from_flat(spec: PolicySpec, flat: &[f32], device: Device) -> Self {
         let layout = spec.layout();
-        let actor_last = 2 * (spec.actor_layers().len() - 1);
-        let critic_last = 2 * (spec.critic_layers().len() - 1);
-        let mut flat = vec![0.0_f32; layout.total_len];
-        // Initialise in a fixed order (actor layers, then critic layers),
-        // independent of how names sort.
-        for (prefix, layers, last) in [
-            ("actor", spec.actor_layers(), actor_last),
-            ("critic", spec.critic_layers(), critic_last),
-        ] {
-            for (i, (input, output)) in layers.into_iter().enumerate() {
-                let index = 2 * i;
-                let gain = if index != last {
-                    2f64.sqrt()
-                } else if prefix == "actor" {
-                    0.01
-                } else {
-                    1.0
-                };
-                let weight = tch::nn::init::init(
-                    tch::nn::Init::Orthogonal { gain },
-                    &[output as i64, input as i64],
-                    Device::Cpu,
-                );
-                let values: Vec<f32> = Vec::try_from(weight.flatten(0, -1)).unwrap_or_default();
-                if let Some(entry) = layout.get(&format!("{prefix}.{index}.weight")) {
-                    flat[entry.offset..entry.offset + entry.len].copy_from_slice(&values);
-                }
-            }
-        }
-        if let Some(entry) = layout.get("actor_logstd") {
-            flat[entry.offset..entry.offset + entry.len].fill(initial_log_std as f32);
-        }
-        let flat = Tensor::from_slice(&flat)
+        let flat = Tensor::from_slice(flat)
             .to_device(device)
             .set_requires_grad(true);
         ActorCritic {

@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::adam::{clip_grad_norm, Adam};
 use crate::gae::gae;
+use crate::host::{clip_grad_norm_host, HostAdam, HostGradient, HostMinibatch, LossTerms};
 use crate::net::ActorCritic;
 use crate::FieldError;
 
@@ -381,12 +382,44 @@ impl RewardScaler {
     }
 }
 
-/// The learner's whole PPO state: networks, optimizer, normalisers,
+/// Which implementation computes the gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The hand-written CPU path of [`crate::host`] (no libtorch).
+    Host,
+    /// libtorch through tch, on the given device.
+    Torch(Device),
+}
+
+impl Backend {
+    /// The host path on the CPU, libtorch on a GPU.
+    pub fn for_device(device: Device) -> Self {
+        match device {
+            Device::Cpu => Backend::Host,
+            other => Backend::Torch(other),
+        }
+    }
+}
+
+/// The parameters, their optimizer and the gradient machinery.
+enum Engine {
+    Host {
+        weights: Vec<f32>,
+        grad: Vec<f32>,
+        adam: HostAdam,
+        gradient: HostGradient,
+    },
+    Torch {
+        net: ActorCritic,
+        adam: Adam,
+    },
+}
+
+/// The learner's whole PPO state: parameters, optimizer, normalisers,
 /// schedules and the generator for minibatch shuffles.
 pub struct PpoLearner {
     pub config: PpoConfig,
-    pub net: ActorCritic,
-    pub adam: Adam,
+    engine: Engine,
     pub obs_norm: Option<ObsNormalizer>,
     pub reward_scaler: Option<RewardScaler>,
     pub rng: Rng,
@@ -396,16 +429,32 @@ pub struct PpoLearner {
 }
 
 impl PpoLearner {
+    /// A learner with CleanRL's initialisation, drawn from `seed` by our own
+    /// generator (identical for every backend and device).
     pub fn new(
         spec: PolicySpec,
         config: PpoConfig,
         num_envs: usize,
         seed: u64,
-        device: Device,
+        backend: Backend,
     ) -> Self {
         let obs_dim = spec.obs_dim;
-        let net = ActorCritic::new(spec, seed, config.init_log_std, device);
-        let adam = Adam::new(net.flat(), 0.9, 0.999, config.adam_eps);
+        let engine = match backend {
+            Backend::Host => {
+                let weights = crate::init::initial_weights(&spec, seed, config.init_log_std);
+                Engine::Host {
+                    grad: vec![0.0; weights.len()],
+                    adam: HostAdam::new(weights.len(), 0.9, 0.999, config.adam_eps),
+                    gradient: HostGradient::new(spec),
+                    weights,
+                }
+            }
+            Backend::Torch(device) => {
+                let net = ActorCritic::new(spec, seed, config.init_log_std, device);
+                let adam = Adam::new(net.flat(), 0.9, 0.999, config.adam_eps);
+                Engine::Torch { net, adam }
+            }
+        };
         let obs_norm = config
             .normalize_obs
             .then(|| ObsNormalizer::new(obs_dim, config.obs_clip));
@@ -415,13 +464,19 @@ impl PpoLearner {
         PpoLearner {
             num_updates: config.num_updates(num_envs),
             config,
-            net,
-            adam,
+            engine,
             obs_norm,
             reward_scaler,
             rng: Rng::from_seed(seed ^ 0x5EED_0F5A_u64),
             updates_done: 0,
             num_envs,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.engine {
+            Engine::Host { .. } => Backend::Host,
+            Engine::Torch { net, .. } => Backend::Torch(net.device()),
         }
     }
 
@@ -449,14 +504,16 @@ impl PpoLearner {
 
     /// The weights to act with, flat in layout order.
     pub fn policy_weights(&self) -> Vec<f32> {
-        self.net.to_flat()
+        match &self.engine {
+            Engine::Host { weights, .. } => weights.clone(),
+            Engine::Torch { net, .. } => net.to_flat(),
+        }
     }
 
     /// One PPO update on a rollout collected with the current weights and
     /// observation statistics.
     pub fn update(&mut self, rollout: &Rollout) -> UpdateStats {
         let cfg = self.config.clone();
-        let device = self.net.device();
         let (t, e, od, ad) = (
             rollout.num_steps,
             rollout.num_envs,
@@ -498,56 +555,100 @@ impl PpoLearner {
             cfg.gae_lambda as f32,
         );
 
-        let to_dev =
-            |v: &[f32], shape: &[i64]| Tensor::from_slice(v).reshape(shape).to_device(device);
-        let b_obs = to_dev(&obs, &[batch as i64, od as i64]);
-        let b_actions = to_dev(&rollout.actions, &[batch as i64, ad as i64]);
-        let b_log_probs = to_dev(&rollout.log_probs, &[batch as i64]);
-        let b_advantages = to_dev(&advantages, &[batch as i64]);
-        let b_returns = to_dev(&returns, &[batch as i64]);
-        let b_values = to_dev(&rollout.values, &[batch as i64]);
-
         let lr = self.current_learning_rate();
         let clip_coef = self.current_clip_coef();
         let minibatch_size = batch / cfg.num_minibatches;
-        let mut indices: Vec<i64> = (0..batch as i64).collect();
+        let mut indices: Vec<usize> = (0..batch).collect();
         let mut sums = UpdateStats::default();
         let mut minibatches = 0usize;
         let mut epochs = 0;
-        let mut last_kl = 0.0;
+        let data = BatchData {
+            obs: &obs,
+            actions: &rollout.actions,
+            log_probs: &rollout.log_probs,
+            advantages: &advantages,
+            returns: &returns,
+            values: &rollout.values,
+            obs_dim: od,
+            action_dim: ad,
+        };
+        let mut torch_batch = match &self.engine {
+            Engine::Torch { net, .. } => Some(data.to_device(net.device())),
+            Engine::Host { .. } => None,
+        };
+        let mut gathered = GatheredMinibatch::default();
         for _ in 0..cfg.update_epochs {
             epochs += 1;
             shuffle(&mut indices, &mut self.rng);
+            let mut last_kl = 0.0;
             for chunk in indices.chunks(minibatch_size) {
-                let idx = Tensor::from_slice(chunk).to_device(device);
-                let mb_obs = b_obs.index_select(0, &idx);
-                let mb_actions = b_actions.index_select(0, &idx);
-                let mb_log_probs = b_log_probs.index_select(0, &idx);
-                let mb_adv = b_advantages.index_select(0, &idx);
-                let mb_returns = b_returns.index_select(0, &idx);
-                let mb_values = b_values.index_select(0, &idx);
-                let mb = Minibatch {
-                    obs: &mb_obs,
-                    actions: &mb_actions,
-                    old_log_probs: &mb_log_probs,
-                    advantages: &mb_adv,
-                    returns: &mb_returns,
-                    old_values: &mb_values,
+                let terms = match (&mut self.engine, &mut torch_batch) {
+                    (
+                        Engine::Host {
+                            weights,
+                            grad,
+                            adam,
+                            gradient,
+                        },
+                        _,
+                    ) => {
+                        gathered.gather(&data, chunk);
+                        let terms = gradient.loss_and_grad(
+                            weights,
+                            &gathered.view(),
+                            &cfg,
+                            clip_coef,
+                            grad,
+                        );
+                        clip_grad_norm_host(grad, cfg.max_grad_norm);
+                        adam.step(weights, grad, lr);
+                        terms
+                    }
+                    (Engine::Torch { net, adam }, Some(tb)) => {
+                        let idx: Vec<i64> = chunk.iter().map(|i| *i as i64).collect();
+                        let idx = Tensor::from_slice(&idx).to_device(net.device());
+                        let mb_obs = tb.obs.index_select(0, &idx);
+                        let mb_actions = tb.actions.index_select(0, &idx);
+                        let mb_log_probs = tb.log_probs.index_select(0, &idx);
+                        let mb_adv = tb.advantages.index_select(0, &idx);
+                        let mb_returns = tb.returns.index_select(0, &idx);
+                        let mb_values = tb.values.index_select(0, &idx);
+                        let mb = Minibatch {
+                            obs: &mb_obs,
+                            actions: &mb_actions,
+                            old_log_probs: &mb_log_probs,
+                            advantages: &mb_adv,
+                            returns: &mb_returns,
+                            old_values: &mb_values,
+                        };
+                        let out = ppo_loss(net, &mb, &cfg, clip_coef);
+                        net.zero_grad();
+                        out.loss.backward();
+                        clip_grad_norm(net.flat(), cfg.max_grad_norm);
+                        let mut flat = net.flat().shallow_clone();
+                        adam.step(&mut flat, lr);
+                        LossTerms {
+                            loss: 0.0,
+                            policy_loss: out.policy_loss,
+                            value_loss: out.value_loss,
+                            entropy: out.entropy,
+                            approx_kl: out.approx_kl,
+                            old_approx_kl: out.old_approx_kl,
+                            clip_frac: out.clip_frac,
+                        }
+                    }
+                    (Engine::Torch { .. }, None) => {
+                        unreachable!("the torch batch is built with the engine")
+                    }
                 };
-                let out = ppo_loss(&self.net, &mb, &cfg, clip_coef);
-                self.net.zero_grad();
-                out.loss.backward();
-                clip_grad_norm(self.net.flat(), cfg.max_grad_norm);
-                let mut flat = self.net.flat().shallow_clone();
-                self.adam.step(&mut flat, lr);
-                sums.policy_loss += out.policy_loss;
-                sums.value_loss += out.value_loss;
-                sums.entropy += out.entropy;
-                sums.approx_kl += out.approx_kl;
-                sums.old_approx_kl += out.old_approx_kl;
-                sums.clip_frac += out.clip_frac;
+                sums.policy_loss += terms.policy_loss;
+                sums.value_loss += terms.value_loss;
+                sums.entropy += terms.entropy;
+                sums.approx_kl += terms.approx_kl;
+                sums.old_approx_kl += terms.old_approx_kl;
+                sums.clip_frac += terms.clip_frac;
                 minibatches += 1;
-                last_kl = out.approx_kl;
+                last_kl = terms.approx_kl;
             }
             if cfg.target_kl.is_some_and(|kl| last_kl > kl) {
                 break;
@@ -570,8 +671,97 @@ impl PpoLearner {
     }
 }
 
+/// One update's training data in host memory, `[batch, ...]` row-major.
+struct BatchData<'a> {
+    obs: &'a [f32],
+    actions: &'a [f32],
+    log_probs: &'a [f32],
+    advantages: &'a [f32],
+    returns: &'a [f32],
+    values: &'a [f32],
+    obs_dim: usize,
+    action_dim: usize,
+}
+
+/// The same data as tensors on the learner's device.
+struct TorchBatch {
+    obs: Tensor,
+    actions: Tensor,
+    log_probs: Tensor,
+    advantages: Tensor,
+    returns: Tensor,
+    values: Tensor,
+}
+
+impl BatchData<'_> {
+    fn to_device(&self, device: Device) -> TorchBatch {
+        let n = self.log_probs.len() as i64;
+        let t = |v: &[f32], cols: usize| {
+            let shape: Vec<i64> = if cols == 0 {
+                vec![n]
+            } else {
+                vec![n, cols as i64]
+            };
+            Tensor::from_slice(v)
+                .reshape(shape.as_slice())
+                .to_device(device)
+        };
+        TorchBatch {
+            obs: t(self.obs, self.obs_dim),
+            actions: t(self.actions, self.action_dim),
+            log_probs: t(self.log_probs, 0),
+            advantages: t(self.advantages, 0),
+            returns: t(self.returns, 0),
+            values: t(self.values, 0),
+        }
+    }
+}
+
+/// A minibatch gathered into contiguous host buffers.
+#[derive(Default)]
+struct GatheredMinibatch {
+    obs: Vec<f32>,
+    actions: Vec<f32>,
+    log_probs: Vec<f32>,
+    advantages: Vec<f32>,
+    returns: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl GatheredMinibatch {
+    fn gather(&mut self, data: &BatchData<'_>, rows: &[usize]) {
+        let (od, ad) = (data.obs_dim, data.action_dim);
+        self.obs.clear();
+        self.actions.clear();
+        self.log_probs.clear();
+        self.advantages.clear();
+        self.returns.clear();
+        self.values.clear();
+        for &i in rows {
+            self.obs.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
+            self.actions
+                .extend_from_slice(&data.actions[i * ad..(i + 1) * ad]);
+            self.log_probs.push(data.log_probs[i]);
+            self.advantages.push(data.advantages[i]);
+            self.returns.push(data.returns[i]);
+            self.values.push(data.values[i]);
+        }
+    }
+
+    fn view(&self) -> HostMinibatch<'_> {
+        HostMinibatch {
+            obs: &self.obs,
+            actions: &self.actions,
+            old_log_probs: &self.log_probs,
+            advantages: &self.advantages,
+            returns: &self.returns,
+            old_values: &self.values,
+        }
+    }
+}
+
 /// Fisher-Yates with our generator, so shuffles are the same on any device.
-fn shuffle(indices: &mut [i64], rng: &mut Rng) {
+fn shuffle(indices: &mut [usize], rng: &mut Rng) {
     for i in (1..indices.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         indices.swap(i, j);

@@ -14,7 +14,7 @@ impl Activation {
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Activation::Tanh => x.tanh(),
+            Activation::Tanh => crate::fast_math::fast_tanh(x),
             Activation::Relu => x.max(0.0),
         }
     }

@@ -20,6 +20,7 @@
 //! acts needs to link.
 
 mod evaluate;
+pub mod fast_math;
 mod layout;
 mod normalize;
 mod policy;

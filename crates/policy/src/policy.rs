@@ -275,7 +275,7 @@ mod tests {
                 }
                 y[o] = acc + p.weights()[b.offset + o];
                 if i + 1 < layers {
-                    y[o] = y[o].tanh();
+                    y[o] = crate::fast_math::fast_tanh(y[o]);
                 }
             }
             h = y;

@@ -95,6 +95,9 @@ pub struct RunSettings {
     pub torch_threads: usize,
     /// Worker processes; 0 runs everything in this process.
     pub num_workers: usize,
+    /// Gradient implementation: "auto" (hand-written on the CPU, libtorch on
+    /// CUDA) or "torch" (libtorch on any device).
+    pub learner: String,
 }
 
 impl Default for RunSettings {
@@ -104,6 +107,7 @@ impl Default for RunSettings {
             device: "auto".to_string(),
             torch_threads: 1,
             num_workers: 0,
+            learner: "auto".to_string(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice, DeviceError};
-use rl_algo::ppo::{PpoLearner, UpdateStats};
+use rl_algo::ppo::{Backend, PpoLearner, UpdateStats};
 use rl_env::rng::derive_seed;
 use rl_env::{EnvError, Registry, Space};
 use rl_policy::{evaluate_episodes, ActionHead, Policy, PolicyError, PolicySpec, RolloutCollector};
@@ -133,7 +133,11 @@ pub fn train_in_process(
     let num_envs = settings.env.num_envs;
     let envs = registry.make_vec(&settings.env.id, num_envs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let mut learner = PpoLearner::new(spec.clone(), settings.ppo.clone(), num_envs, seed, device);
+    let backend = match settings.run.learner.as_str() {
+        "torch" => Backend::Torch(device),
+        _ => Backend::for_device(device),
+    };
+    let mut learner = PpoLearner::new(spec.clone(), settings.ppo.clone(), num_envs, seed, backend);
     let mut collector = RolloutCollector::new(envs, Policy::new(spec.clone())?, seed, 0)?;
     let mut eval_policy = Policy::new(spec.clone())?;
 
