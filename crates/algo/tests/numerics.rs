@@ -45,10 +45,9 @@ fn tensor(v: &Value, shape: &[i64]) -> Tensor {
     Tensor::from_slice(&floats(v)).reshape(shape)
 }
 
-fn check_loss_fixture(name: &str) {
-    let fx = fixture(name);
+/// The architecture a loss fixture was written for.
+fn fixture_spec(fx: &Value) -> PolicySpec {
     let continuous = fx["continuous"].as_bool().unwrap();
-    let obs_dim = fx["obs_dim"].as_u64().unwrap() as usize;
     let outputs = fx["outputs"].as_u64().unwrap() as usize;
     let hidden: Vec<usize> = fx["hidden"]
         .as_array()
@@ -56,8 +55,8 @@ fn check_loss_fixture(name: &str) {
         .iter()
         .map(|h| h.as_u64().unwrap() as usize)
         .collect();
-    let spec = PolicySpec {
-        obs_dim,
+    PolicySpec {
+        obs_dim: fx["obs_dim"].as_u64().unwrap() as usize,
         head: if continuous {
             ActionHead::Gaussian { dim: outputs }
         } else {
@@ -66,7 +65,28 @@ fn check_loss_fixture(name: &str) {
         actor_hidden: hidden.clone(),
         critic_hidden: hidden,
         activation: Activation::Tanh,
-    };
+    }
+}
+
+/// The loss settings a fixture was written with.
+fn fixture_config(fx: &Value) -> PpoConfig {
+    let cfg = &fx["config"];
+    PpoConfig {
+        clip_coef: cfg["clip_coef"].as_f64().unwrap(),
+        norm_adv: cfg["norm_adv"].as_bool().unwrap(),
+        clip_vloss: cfg["clip_vloss"].as_bool().unwrap(),
+        ent_coef: cfg["ent_coef"].as_f64().unwrap(),
+        vf_coef: cfg["vf_coef"].as_f64().unwrap(),
+        ..PpoConfig::default()
+    }
+}
+
+fn check_loss_fixture(name: &str) {
+    let fx = fixture(name);
+    let continuous = fx["continuous"].as_bool().unwrap();
+    let obs_dim = fx["obs_dim"].as_u64().unwrap() as usize;
+    let outputs = fx["outputs"].as_u64().unwrap() as usize;
+    let spec = fixture_spec(&fx);
     let layout = spec.layout();
     let names: Vec<&str> = layout.entries.iter().map(|e| e.name.as_str()).collect();
     let torch_names: Vec<&str> = fx["param_names"]
@@ -82,15 +102,7 @@ fn check_loss_fixture(name: &str) {
 
     let mut net = ActorCritic::new(spec, 0, 0.0, Device::Cpu);
     net.load_flat(&floats(&fx["weights"])).unwrap();
-    let cfg = &fx["config"];
-    let config = PpoConfig {
-        clip_coef: cfg["clip_coef"].as_f64().unwrap(),
-        norm_adv: cfg["norm_adv"].as_bool().unwrap(),
-        clip_vloss: cfg["clip_vloss"].as_bool().unwrap(),
-        ent_coef: cfg["ent_coef"].as_f64().unwrap(),
-        vf_coef: cfg["vf_coef"].as_f64().unwrap(),
-        ..PpoConfig::default()
-    };
+    let config = fixture_config(&fx);
     let b = &fx["batch"];
     let n = floats(&b["advantages"]).len() as i64;
     let action_dim = if continuous { outputs as i64 } else { 1 };
@@ -236,36 +248,9 @@ fn gae_with_terminated_and_truncated_episodes_matches_pytorch() {
 fn check_host_fixture(name: &str) {
     use rl_algo::host::{clip_grad_norm_host, HostAdam, HostGradient, HostMinibatch};
     let fx = fixture(name);
-    let continuous = fx["continuous"].as_bool().unwrap();
-    let obs_dim = fx["obs_dim"].as_u64().unwrap() as usize;
-    let outputs = fx["outputs"].as_u64().unwrap() as usize;
-    let hidden: Vec<usize> = fx["hidden"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_u64().unwrap() as usize)
-        .collect();
-    let spec = PolicySpec {
-        obs_dim,
-        head: if continuous {
-            ActionHead::Gaussian { dim: outputs }
-        } else {
-            ActionHead::Categorical { n: outputs }
-        },
-        actor_hidden: hidden.clone(),
-        critic_hidden: hidden,
-        activation: Activation::Tanh,
-    };
+    let spec = fixture_spec(&fx);
     let layout = spec.layout();
-    let cfg = &fx["config"];
-    let config = PpoConfig {
-        clip_coef: cfg["clip_coef"].as_f64().unwrap(),
-        norm_adv: cfg["norm_adv"].as_bool().unwrap(),
-        clip_vloss: cfg["clip_vloss"].as_bool().unwrap(),
-        ent_coef: cfg["ent_coef"].as_f64().unwrap(),
-        vf_coef: cfg["vf_coef"].as_f64().unwrap(),
-        ..PpoConfig::default()
-    };
+    let config = fixture_config(&fx);
     let b = &fx["batch"];
     let (obs, actions, old_lp) = (
         floats(&b["obs"]),
