@@ -83,6 +83,7 @@ fn default_run_dir(config: &Path) -> PathBuf {
 struct StatusLine {
     live: bool,
     last_plain: Instant,
+    last_draw: Option<Instant>,
 }
 
 impl StatusLine {
@@ -114,9 +115,17 @@ impl StatusLine {
 
 impl Observer for StatusLine {
     fn on_update(&mut self, progress: &Progress, _stats: &UpdateStats) {
+        // Redraw at most ten times a second, and always at the last update.
+        let due = self
+            .last_draw
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+            || progress.env_steps >= progress.total_env_steps;
         if self.live {
-            eprint!("\r\x1b[2K{}", Self::line(progress));
-            let _ = std::io::stderr().flush();
+            if due {
+                self.last_draw = Some(Instant::now());
+                eprint!("\r\x1b[2K{}", Self::line(progress));
+                let _ = std::io::stderr().flush();
+            }
         } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
             self.last_plain = Instant::now();
             println!("{}", Self::line(progress));
@@ -207,6 +216,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
     let mut status = StatusLine {
         live: std::io::stderr().is_terminal(),
         last_plain: Instant::now(),
+        last_draw: None,
     };
     let result = train_in_process(registry, &loaded.settings, &run_dir, &stop, &mut status);
     status.finish();
