@@ -96,3 +96,60 @@ fn the_same_seed_gives_bit_identical_weights_and_another_seed_does_not() {
     assert_eq!(a, train("Acrobot-v1", Backend::Host, 9));
     assert_ne!(a, train("Acrobot-v1", Backend::Host, 10));
 }
+
+#[test]
+fn learning_rate_and_clip_anneal_linearly_and_target_kl_stops_epochs_early() {
+    let (spec, mut config) = spec("CartPole-v1");
+    config.anneal_lr = true;
+    config.anneal_clip = true;
+    config.update_epochs = 10;
+    config.total_timesteps = 4 * 64 * 4; // four updates
+    config.target_kl = Some(1e-9);
+    let registry = Registry::with_builtins();
+    let envs = registry.make_vec("CartPole-v1", 4).unwrap();
+    let mut learner = PpoLearner::new(spec.clone(), config.clone(), 4, 1, Backend::Host);
+    let mut collector = RolloutCollector::new(envs, Policy::new(spec).unwrap(), 1, 0).unwrap();
+    for k in 0..4 {
+        collector
+            .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
+            .unwrap();
+        let rollout = collector.collect(config.num_steps).unwrap();
+        let stats = learner.update(&rollout);
+        let remaining = 1.0 - k as f64 / 4.0;
+        assert!((stats.learning_rate - config.learning_rate * remaining).abs() < 1e-15);
+        assert!((stats.clip_coef - config.clip_coef * remaining).abs() < 1e-15);
+        // Any positive KL exceeds 1e-9 after the first epoch's steps.
+        assert_eq!(stats.epochs, 1, "target_kl should stop after one epoch");
+    }
+}
+
+#[test]
+fn reward_scaling_divides_by_the_running_std_of_discounted_returns() {
+    use rl_algo::ppo::RewardScaler;
+    // One env, reward 1 every step, no episode end: returns 1, 1.9, 2.71, ...
+    let mut scaler = RewardScaler::new(1, 0.9, 1e9);
+    let mut rewards = vec![1.0_f32; 5];
+    scaler.scale(&mut rewards, &[false; 5]);
+    let returns: Vec<f64> = (1..=5).map(|n| (1.0 - 0.9_f64.powi(n)) / 0.1).collect();
+    // After step k the statistics hold returns[0..=k] (and the prior of
+    // mean 0, variance 1, count 1e-4).
+    for k in 0..5 {
+        let seen = &returns[..=k];
+        let n = seen.len() as f64 + 1e-4;
+        let mean = seen.iter().sum::<f64>() / n;
+        let var =
+            (1e-4 * (1.0 + mean * mean) + seen.iter().map(|r| (r - mean).powi(2)).sum::<f64>()) / n;
+        let expected = 1.0 / (var + 1e-8).sqrt();
+        assert!(
+            (rewards[k] as f64 - expected).abs() < 1e-3 * expected,
+            "step {k}: {} vs {expected}",
+            rewards[k]
+        );
+    }
+    // Scaled rewards are clipped, and the running return restarts after an episode ends.
+    let mut clipped = RewardScaler::new(1, 0.9, 10.0);
+    let mut rewards = vec![1.0_f32, 1.0];
+    clipped.scale(&mut rewards, &[true, false]);
+    assert_eq!(rewards[0], 10.0);
+    assert_eq!(clipped.returns, vec![1.0]);
+}
