@@ -1,4 +1,5 @@
 //! `bench envs [--seconds S] [--env ID]... [--num-envs N]...`
+//! `bench broadcast`
 //!
 //! Measures env steps per second, single-threaded, and prints one JSON line
 //! per measurement:
@@ -25,7 +26,55 @@ struct Options {
 
 fn usage() -> &'static str {
     "usage: bench envs [--seconds S] [--env ID]... [--num-envs N]...\n\
-     Prints JSON lines of single-env and vectorised env steps per second."
+     \x20      bench broadcast\n\
+     Prints JSON lines: env steps per second; weight publish + read times next to memcpy."
+}
+
+/// `bench broadcast`: publishing a weight set into the shared-memory block
+/// and reading it back (what a worker does), next to a plain copy of the
+/// same bytes, for 10k, 1M and 10M parameters; median of repeated trials.
+fn bench_broadcast() -> Result<(), String> {
+    for &len in &[10_000usize, 1_000_000, 10_000_000] {
+        let weights: Vec<f32> = (0..len).map(|i| i as f32 * 1e-3).collect();
+        let mut out = vec![0.0_f32; len];
+        let mut block = rl_ipc::WeightBlock::create(len).map_err(|e| e.to_string())?;
+        let trials = if len >= 10_000_000 { 15 } else { 101 };
+        let mut publish_read = Vec::with_capacity(trials);
+        let mut memcpy = Vec::with_capacity(trials);
+        for version in 1..=trials as u64 {
+            let t = Instant::now();
+            block
+                .publish(&weights, version)
+                .map_err(|e| e.to_string())?;
+            let got = block.read_into(&mut out).map_err(|e| e.to_string())?;
+            publish_read.push(t.elapsed().as_secs_f64());
+            if got != Some(version) {
+                return Err(format!("read version {got:?}, published {version}"));
+            }
+            let t = Instant::now();
+            out.copy_from_slice(black_box(&weights));
+            black_box(&out);
+            memcpy.push(t.elapsed().as_secs_f64());
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (ours, copy) = (median(&mut publish_read), median(&mut memcpy));
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "weight_broadcast",
+                "params": len,
+                "bytes": len * 4,
+                "publish_and_read_us": ours * 1e6,
+                "memcpy_us": copy * 1e6,
+                "target_us": 2.0 * copy * 1e6 + 100.0,
+                "ratio_to_memcpy": ours / copy,
+            })
+        );
+    }
+    Ok(())
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -36,8 +85,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     };
     match args.first().map(String::as_str) {
         Some("envs") => {}
-        Some(other) => return Err(format!("unknown benchmark '{other}'; known: envs")),
-        None => return Err("no benchmark named; known: envs".to_string()),
+        Some(other) => {
+            return Err(format!(
+                "unknown benchmark '{other}'; known: envs, broadcast"
+            ))
+        }
+        None => return Err("no benchmark named; known: envs, broadcast".to_string()),
     }
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
@@ -180,6 +233,15 @@ fn bench_vector(
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("broadcast") {
+        return match bench_broadcast() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = match parse_args(&args) {
         Ok(options) => options,
         Err(message) => {

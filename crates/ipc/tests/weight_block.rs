@@ -1,0 +1,122 @@
+//! The shared-memory weight block: round trips, refusals, no torn reads
+//! under a racing writer, and a real second process reading it.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rl_ipc::WeightBlock;
+
+#[test]
+fn published_weights_read_back_with_their_version() {
+    // An odd length exercises the last, half-used word.
+    let mut block = WeightBlock::create(1001).unwrap();
+    let mut out = vec![0.0_f32; 1001];
+    assert_eq!(block.read_into(&mut out).unwrap(), None);
+    assert_eq!(block.latest_version(), None);
+    for version in 1..=5_u64 {
+        let weights: Vec<f32> = (0..1001).map(|i| i as f32 * version as f32 - 0.5).collect();
+        block.publish(&weights, version).unwrap();
+        assert_eq!(block.read_into(&mut out).unwrap(), Some(version));
+        assert_eq!(out, weights);
+    }
+    assert_eq!(block.latest_version(), Some(5));
+}
+
+#[test]
+fn wrong_lengths_and_stale_versions_are_refused() {
+    let mut block = WeightBlock::create(8).unwrap();
+    assert!(block.publish(&[0.0; 7], 1).is_err());
+    block.publish(&[1.0; 8], 3).unwrap();
+    let err = block.publish(&[1.0; 8], 3).unwrap_err().to_string();
+    assert!(err.contains("version 3"), "{err}");
+    assert!(block.publish(&[1.0; 8], 2).is_err());
+    assert!(block.read_into(&mut [0.0; 9]).is_err());
+    assert!(WeightBlock::create(0).is_err());
+}
+
+#[test]
+fn readers_never_see_a_half_written_set_while_the_writer_races() {
+    const LEN: usize = 50_000;
+    let mut writer = WeightBlock::create(LEN).unwrap();
+    // Readers use a second mapping of the same memfd, as another process would.
+    let reader_block = Arc::new(WeightBlock::open(writer.share().unwrap()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, done) = (Arc::clone(&reader_block), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut out = vec![0.0_f32; LEN];
+                let (mut reads, mut last) = (0, 0);
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(version) = b.read_into(&mut out).unwrap() {
+                        assert!(version >= last, "versions went back: {last} -> {version}");
+                        let expected = version as f32;
+                        assert!(
+                            out.iter().all(|v| *v == expected),
+                            "torn read at version {version}"
+                        );
+                        last = version;
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    for version in 1..=400_u64 {
+        writer.publish(&vec![version as f32; LEN], version).unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let reads: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads > 0);
+}
+
+const CHILD_FD: &str = "RL_IPC_TEST_BLOCK_FD";
+
+#[test]
+fn a_child_process_reads_what_the_parent_published() {
+    let mut block = WeightBlock::create(1024).unwrap();
+    let weights: Vec<f32> = (0..1024).map(|i| (i as f32).sin()).collect();
+    block.publish(&weights, 7).unwrap();
+    // A duplicate without close-on-exec is inherited by the child.
+    let fd = block.share().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_reads_the_block",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_FD, fd.as_raw_fd().to_string())
+        .output()
+        .unwrap();
+    drop(fd);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sum: f64 = weights.iter().map(|w| *w as f64).sum();
+    assert!(
+        stdout.contains(&format!("version=7 sum={sum:.6}")),
+        "{stdout}"
+    );
+}
+
+/// Run by `a_child_process_reads_what_the_parent_published` in a child.
+#[test]
+#[ignore = "runs as the child of another test"]
+fn child_reads_the_block() {
+    let fd: i32 = std::env::var(CHILD_FD).unwrap().parse().unwrap();
+    // SAFETY: the parent passed this inherited descriptor for us to own.
+    let block = WeightBlock::open(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    let mut out = vec![0.0_f32; block.len()];
+    let version = block.read_into(&mut out).unwrap().unwrap();
+    let sum: f64 = out.iter().map(|w| *w as f64).sum();
+    println!("version={version} sum={sum:.6}");
+}
