@@ -1,5 +1,6 @@
 //! `bench envs [--seconds S] [--env ID]... [--num-envs N]...`
 //! `bench broadcast`
+//! `bench transport`
 //!
 //! Measures env steps per second, single-threaded, and prints one JSON line
 //! per measurement:
@@ -27,6 +28,7 @@ struct Options {
 fn usage() -> &'static str {
     "usage: bench envs [--seconds S] [--env ID]... [--num-envs N]...\n\
      \x20      bench broadcast\n\
+     \x20      bench transport\n\
      Prints JSON lines: env steps per second; weight publish + read times next to memcpy."
 }
 
@@ -231,8 +233,114 @@ fn bench_vector(
     Ok(())
 }
 
+/// `bench transport`: rollouts written into a real pipe by one thread and
+/// read and validated by another, in bytes per second of payload, next to
+/// a plain copy of the same bytes.
+fn bench_transport() -> Result<(), String> {
+    use std::fs::File;
+    for &payload_kib in &[64usize, 1024, 8 * 1024, 64 * 1024] {
+        // A CartPole-shaped rollout (obs 4, action 1) of about that size:
+        // 4 * (4 + 1 + 4) + 2 bytes per step of one env.
+        let per_step = 4 * 9 + 2;
+        let num_envs = 64;
+        let num_steps = (payload_kib * 1024 / per_step / num_envs).max(1);
+        let te = num_steps * num_envs;
+        let rollout = rl_policy::Rollout {
+            num_steps,
+            num_envs,
+            obs_dim: 4,
+            action_dim: 1,
+            obs: (0..te * 4).map(|i| i as f32 * 1e-3).collect(),
+            actions: vec![1.0; te],
+            log_probs: vec![-0.7; te],
+            values: vec![0.5; te],
+            rewards: vec![1.0; te],
+            terminated: vec![false; te],
+            truncated: vec![false; te],
+            final_values: vec![0.0; te],
+            last_obs: vec![0.1; num_envs * 4],
+            last_values: vec![0.2; num_envs],
+            episodes: Vec::new(),
+        };
+        let bytes = rl_ipc::frame::encode_rollout(
+            rl_ipc::RolloutMeta {
+                worker_id: 0,
+                weights_version: 1,
+            },
+            &rollout,
+        )
+        .map_err(|e| e.to_string())?
+        .len();
+        let messages = (256 * 1024 * 1024 / bytes).clamp(4, 2000);
+        let (read, write) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+        // As the runtime will: a 1 MiB pipe buffer instead of Linux's 64 KiB.
+        let _ = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let (mut reader, mut writer) = (File::from(read), File::from(write));
+        let to_send = rollout.clone();
+        let start = Instant::now();
+        let sender = std::thread::spawn(move || -> Result<(), String> {
+            let mut frames = rl_ipc::FrameWriter::default();
+            for v in 1..=messages as u64 {
+                let meta = rl_ipc::RolloutMeta {
+                    worker_id: 0,
+                    weights_version: v,
+                };
+                frames
+                    .write(&mut writer, meta, &to_send)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let mut frames = rl_ipc::FrameReader::default();
+        let mut received = rl_policy::Rollout::default();
+        for _ in 0..messages {
+            let got = frames
+                .read(&mut reader, &mut received)
+                .map_err(|e| e.to_string())?;
+            black_box(got.ok_or("the pipe closed early")?);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        sender
+            .join()
+            .map_err(|_| "the writer thread panicked".to_string())??;
+        let source = vec![7u8; bytes];
+        let mut target = vec![0u8; bytes];
+        let copies = messages.max(20);
+        let t = Instant::now();
+        for _ in 0..copies {
+            target.copy_from_slice(black_box(&source));
+            black_box(&target);
+        }
+        let memcpy = t.elapsed().as_secs_f64() / copies as f64;
+        let pipe_bytes_per_s = (bytes * messages) as f64 / elapsed;
+        let memcpy_bytes_per_s = bytes as f64 / memcpy;
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "rollout_transport",
+                "payload_bytes": bytes,
+                "messages": messages,
+                "pipe_bytes_per_s": pipe_bytes_per_s,
+                "memcpy_bytes_per_s": memcpy_bytes_per_s,
+                "fraction_of_memcpy": pipe_bytes_per_s / memcpy_bytes_per_s,
+                "target_fraction": 0.25,
+            })
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("transport") {
+        return match bench_transport() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("broadcast") {
         return match bench_broadcast() {
             Ok(()) => ExitCode::SUCCESS,

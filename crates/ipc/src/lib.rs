@@ -3,7 +3,8 @@
 //! So far: [`WeightBlock`], one anonymous shared-memory block (memfd + mmap)
 //! through which the learner publishes weights and every worker and the
 //! evaluator read them, without locks and without ever seeing a half-written
-//! set. Message types and pipe framing for rollouts come with the
+//! set; and [`frame`], rollouts on a pipe as one typed header plus one flat
+//! payload, validated on arrival. The process message types come with the
 //! multi-process runtime.
 //!
 //! ```
@@ -20,6 +21,8 @@
 //! a name in the file system: the block is a memfd, gone when the last
 //! process holding it exits, however it exits.
 
+pub mod frame;
 mod weights;
 
+pub use frame::{read_rollout, write_rollout, FrameError, FrameReader, FrameWriter, RolloutMeta};
 pub use weights::{IpcError, WeightBlock};
