@@ -118,7 +118,6 @@ pub struct HostGradient {
     actor: Vec<Layer>,
     critic: Vec<Layer>,
     log_std: Option<usize>,
-    grad_out: Vec<f32>,
     grad_in: Vec<f32>,
 }
 
@@ -133,7 +132,6 @@ impl HostGradient {
             actor,
             critic,
             log_std,
-            grad_out: Vec::new(),
             grad_in: Vec::new(),
         }
     }
@@ -196,11 +194,9 @@ impl HostGradient {
         batch: usize,
         grad: &mut [f32],
     ) {
-        let layers = if critic {
-            self.critic.clone()
-        } else {
-            self.actor.clone()
-        };
+        // The scratch buffer is moved out so the layer list can stay borrowed.
+        let mut scratch = std::mem::take(&mut self.grad_in);
+        let layers = if critic { &self.critic } else { &self.actor };
         let mut dz = d_out;
         for l in (0..layers.len()).rev() {
             let layer = layers[l];
@@ -232,8 +228,8 @@ impl HostGradient {
             }
             // d input = dz · W: [B, out] x [out, in], then through the activation.
             let weight = &w[layer.weight..layer.weight + layer.output * layer.input];
-            self.grad_in.clear();
-            self.grad_in.resize(batch * layer.input, 0.0);
+            scratch.clear();
+            scratch.resize(batch * layer.input, 0.0);
             gemm(
                 batch,
                 layer.output,
@@ -244,27 +240,27 @@ impl HostGradient {
                 weight,
                 layer.input as isize,
                 1,
-                &mut self.grad_in,
+                &mut scratch,
                 0.0,
             );
             let h = &cache.hidden[l - 1];
             match self.spec.activation {
                 Activation::Tanh => {
-                    for (g, y) in self.grad_in.iter_mut().zip(h) {
+                    for (g, y) in scratch.iter_mut().zip(h) {
                         *g *= 1.0 - y * y;
                     }
                 }
                 Activation::Relu => {
-                    for (g, y) in self.grad_in.iter_mut().zip(h) {
+                    for (g, y) in scratch.iter_mut().zip(h) {
                         if *y <= 0.0 {
                             *g = 0.0;
                         }
                     }
                 }
             }
-            std::mem::swap(&mut dz, &mut self.grad_in);
+            std::mem::swap(&mut dz, &mut scratch);
         }
-        self.grad_out = dz;
+        self.grad_in = scratch;
     }
 
     /// The loss of one minibatch, and its gradient written into `grad`
@@ -282,8 +278,8 @@ impl HostGradient {
         let inv_b = 1.0 / batch as f64;
         let clip = clip_coef as f32;
         let x = mb.obs;
-        let actor = self.forward(&self.actor.clone(), weights, x, batch);
-        let critic = self.forward(&self.critic.clone(), weights, x, batch);
+        let actor = self.forward(&self.actor, weights, x, batch);
+        let critic = self.forward(&self.critic, weights, x, batch);
         grad.fill(0.0);
 
         // Advantages, normalised per minibatch with the unbiased std as torch.

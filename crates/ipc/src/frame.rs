@@ -54,6 +54,20 @@ fn malformed(message: impl Into<String>) -> FrameError {
     FrameError::Malformed(message.into())
 }
 
+/// The rollout's float arrays in payload order.
+fn float_arrays(r: &Rollout) -> [&[f32]; 8] {
+    [
+        &r.obs,
+        &r.actions,
+        &r.log_probs,
+        &r.values,
+        &r.rewards,
+        &r.final_values,
+        &r.last_obs,
+        &r.last_values,
+    ]
+}
+
 fn sizes(r: &Rollout) -> [usize; 4] {
     [r.num_steps, r.num_envs, r.obs_dim, r.action_dim]
 }
@@ -106,16 +120,7 @@ pub fn encode_rollout_into(
 ) -> Result<(), FrameError> {
     let len = encode_header(meta, r, out)?;
     out.reserve(len as usize);
-    for values in [
-        &r.obs,
-        &r.actions,
-        &r.log_probs,
-        &r.values,
-        &r.rewards,
-        &r.final_values,
-        &r.last_obs,
-        &r.last_values,
-    ] {
+    for values in float_arrays(r) {
         put_f32s(out, values);
     }
     out.extend(r.terminated.iter().map(|b| u8::from(*b)));
@@ -176,53 +181,17 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
-    /// Writes the header, then each array straight from the rollout's memory
-    /// (no intermediate copy of the payload on little-endian machines).
     pub fn write(
         &mut self,
         w: &mut impl Write,
         meta: RolloutMeta,
         r: &Rollout,
     ) -> Result<(), FrameError> {
-        #[cfg(target_endian = "little")]
-        {
-            encode_header(meta, r, &mut self.buf)?;
-            w.write_all(&self.buf)?;
-            for values in [
-                &r.obs,
-                &r.actions,
-                &r.log_probs,
-                &r.values,
-                &r.rewards,
-                &r.final_values,
-                &r.last_obs,
-                &r.last_values,
-            ] {
-                w.write_all(f32_bytes(values))?;
-            }
-            self.buf.clear();
-            self.buf.extend(r.terminated.iter().map(|b| u8::from(*b)));
-            self.buf.extend(r.truncated.iter().map(|b| u8::from(*b)));
-            for ep in &r.episodes {
-                self.buf.extend_from_slice(&ep.episode_return.to_le_bytes());
-                self.buf.extend_from_slice(&ep.length.to_le_bytes());
-            }
-            w.write_all(&self.buf)?;
-        }
-        #[cfg(not(target_endian = "little"))]
-        {
-            encode_rollout_into(meta, r, &mut self.buf)?;
-            w.write_all(&self.buf)?;
-        }
+        encode_rollout_into(meta, r, &mut self.buf)?;
+        w.write_all(&self.buf)?;
         w.flush()?;
         Ok(())
     }
-}
-
-#[cfg(target_endian = "little")]
-fn f32_bytes(values: &[f32]) -> &[u8] {
-    // SAFETY: any f32 is 4 initialised bytes; u8 has no alignment needs.
-    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) }
 }
 
 struct Cursor<'a> {

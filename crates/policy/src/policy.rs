@@ -3,7 +3,7 @@
 use rl_env::rng::Rng;
 use thiserror::Error;
 
-use crate::layout::{ActionHead, Activation, ParamLayout, PolicySpec};
+use crate::layout::{ActionHead, ParamLayout, PolicySpec};
 
 const LOG_SQRT_2PI: f32 = 0.918_938_5; // ln(sqrt(2 pi))
 
@@ -221,10 +221,6 @@ impl Policy {
             ActionHead::Gaussian { dim } => action[..dim].copy_from_slice(&self.scratch_a[..dim]),
         }
     }
-
-    pub fn activation(&self) -> Activation {
-        self.spec.activation
-    }
 }
 
 /// A standard normal draw (Box-Muller, one of the pair).
@@ -238,6 +234,7 @@ fn standard_normal(rng: &mut Rng) -> f64 {
 #[allow(clippy::needless_range_loop)] // The reference forward is written with indices on purpose.
 mod tests {
     use super::*;
+    use crate::layout::Activation;
 
     fn spec(head: ActionHead) -> PolicySpec {
         PolicySpec {

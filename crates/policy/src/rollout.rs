@@ -41,46 +41,6 @@ pub struct Rollout {
     pub episodes: Vec<EpisodeRecord>,
 }
 
-impl Rollout {
-    /// Appends the envs of `other` (same `num_steps`) as more envs, so
-    /// rollouts of disjoint env groups form one rollout of all envs.
-    pub fn concat_envs(parts: &[Rollout]) -> Rollout {
-        let Some(first) = parts.first() else {
-            return Rollout::default();
-        };
-        let t = first.num_steps;
-        let mut out = Rollout {
-            num_steps: t,
-            num_envs: parts.iter().map(|p| p.num_envs).sum(),
-            obs_dim: first.obs_dim,
-            action_dim: first.action_dim,
-            ..Rollout::default()
-        };
-        for step in 0..t {
-            for p in parts {
-                let (e, od, ad) = (p.num_envs, p.obs_dim, p.action_dim);
-                out.obs
-                    .extend_from_slice(&p.obs[step * e * od..(step + 1) * e * od]);
-                out.actions
-                    .extend_from_slice(&p.actions[step * e * ad..(step + 1) * e * ad]);
-                let row = step * e..(step + 1) * e;
-                out.log_probs.extend_from_slice(&p.log_probs[row.clone()]);
-                out.values.extend_from_slice(&p.values[row.clone()]);
-                out.rewards.extend_from_slice(&p.rewards[row.clone()]);
-                out.terminated.extend_from_slice(&p.terminated[row.clone()]);
-                out.truncated.extend_from_slice(&p.truncated[row.clone()]);
-                out.final_values.extend_from_slice(&p.final_values[row]);
-            }
-        }
-        for p in parts {
-            out.last_obs.extend_from_slice(&p.last_obs);
-            out.last_values.extend_from_slice(&p.last_values);
-            out.episodes.extend_from_slice(&p.episodes);
-        }
-        out
-    }
-}
-
 /// Steps a vectorised env with a policy and records rollouts.
 ///
 /// Env `i` of this collector is env `first_env_index + i` of the whole run:
