@@ -21,6 +21,7 @@
 
 mod evaluate;
 pub mod fast_math;
+pub mod forward;
 mod layout;
 mod normalize;
 mod policy;

@@ -3,6 +3,7 @@
 use rl_env::rng::Rng;
 use thiserror::Error;
 
+use crate::forward::{mlp_rows, Kernel, Linear, Scratch};
 use crate::layout::{ActionHead, ParamLayout, PolicySpec};
 
 const LOG_SQRT_2PI: f32 = 0.918_938_5; // ln(sqrt(2 pi))
@@ -13,15 +14,6 @@ pub enum PolicyError {
     WeightsLength { got: usize, expected: usize },
     #[error("parameter '{0}' is missing from the layout")]
     MissingParam(String),
-}
-
-/// Offsets of one linear layer in the flat buffer.
-#[derive(Debug, Clone, Copy)]
-struct Linear {
-    weight: usize, // [out, in]
-    bias: usize,   // [out]
-    input: usize,
-    output: usize,
 }
 
 fn linears(
@@ -51,6 +43,10 @@ fn linears(
 }
 
 /// A policy over a flat weights buffer laid out by [`PolicySpec::layout`].
+///
+/// Every method computes each observation on its own (see
+/// [`crate::forward`]): the batch methods give, row for row, exactly what
+/// the single-observation methods give.
 #[derive(Debug, Clone)]
 pub struct Policy {
     spec: PolicySpec,
@@ -59,8 +55,9 @@ pub struct Policy {
     actor: Vec<Linear>,
     critic: Vec<Linear>,
     log_std: Option<usize>,
-    scratch_a: Vec<f32>,
-    scratch_b: Vec<f32>,
+    kernel: Kernel,
+    scratch: Scratch,
+    outputs: Vec<f32>, // [actor outputs], for single-observation calls
 }
 
 impl Policy {
@@ -87,13 +84,14 @@ impl Policy {
             .unwrap_or(1);
         Ok(Policy {
             weights: vec![0.0; layout.total_len],
+            outputs: vec![0.0; spec.head.actor_outputs()],
             spec,
             layout,
             actor,
             critic,
             log_std,
-            scratch_a: vec![0.0; widest],
-            scratch_b: vec![0.0; widest],
+            kernel: Kernel::detect(),
+            scratch: Scratch::new(widest),
         })
     }
 
@@ -125,53 +123,58 @@ impl Policy {
         Ok(())
     }
 
-    /// Runs an MLP on one observation; the output lands in `scratch_a[..out]`.
-    fn mlp(&mut self, critic: bool, obs: &[f32]) -> usize {
-        let layers = if critic { &self.critic } else { &self.actor };
-        let activation = self.spec.activation;
-        let w = &self.weights;
-        let (mut src, mut dst) = (&mut self.scratch_a, &mut self.scratch_b);
-        src[..obs.len()].copy_from_slice(obs);
-        let last = layers.len() - 1;
-        for (k, layer) in layers.iter().enumerate() {
-            for o in 0..layer.output {
-                let row = &w[layer.weight + o * layer.input..layer.weight + (o + 1) * layer.input];
-                let mut acc = 0.0_f32;
-                for (x, wi) in src[..layer.input].iter().zip(row) {
-                    acc += x * wi;
-                }
-                acc += w[layer.bias + o];
-                dst[o] = if k == last {
-                    acc
-                } else {
-                    activation.apply(acc)
-                };
-            }
-            std::mem::swap(&mut src, &mut dst);
-        }
-        // After the last swap the output is in `src`; make it scratch_a.
-        let out = layers[last].output;
-        if !std::ptr::eq(src.as_ptr(), self.scratch_a.as_ptr()) {
-            let (a, b) = (&mut self.scratch_a, &self.scratch_b);
-            a[..out].copy_from_slice(&b[..out]);
-        }
-        out
+    /// Outputs of the actor network per observation: logits (Categorical) or
+    /// means (Gaussian). `obs [rows, obs_dim]` (normalised), `out [rows,
+    /// actor outputs]`.
+    pub fn actor_outputs(&mut self, obs: &[f32], out: &mut [f32]) {
+        mlp_rows(
+            self.kernel,
+            &self.weights,
+            &self.actor,
+            self.spec.activation,
+            obs,
+            out,
+            &mut self.scratch,
+        );
+    }
+
+    /// The critic's values: `obs [rows, obs_dim]` (normalised), `out [rows]`.
+    pub fn values(&mut self, obs: &[f32], out: &mut [f32]) {
+        mlp_rows(
+            self.kernel,
+            &self.weights,
+            &self.critic,
+            self.spec.activation,
+            obs,
+            out,
+            &mut self.scratch,
+        );
     }
 
     /// The critic's value of one (normalised) observation.
     pub fn value(&mut self, obs: &[f32]) -> f32 {
-        self.mlp(true, obs);
-        self.scratch_a[0]
+        let mut out = [0.0];
+        self.values(obs, &mut out);
+        out[0]
     }
 
     /// Samples an action for one observation into `action`
     /// (`[1]` index as f32 for Categorical, `[dim]` values for Gaussian, not
     /// clipped) and returns its log-probability.
     pub fn sample(&mut self, obs: &[f32], rng: &mut Rng, action: &mut [f32]) -> f32 {
-        let n = self.mlp(false, obs);
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.actor_outputs(obs, &mut outputs);
+        let log_prob = self.sample_from_outputs(&outputs, rng, action);
+        self.outputs = outputs;
+        log_prob
+    }
+
+    /// Samples an action from one observation's actor outputs (see
+    /// [`Policy::actor_outputs`]) and returns its log-probability.
+    pub fn sample_from_outputs(&self, outputs: &[f32], rng: &mut Rng, action: &mut [f32]) -> f32 {
         match self.spec.head {
-            ActionHead::Categorical { .. } => {
-                let logits = &self.scratch_a[..n];
+            ActionHead::Categorical { n } => {
+                let logits = &outputs[..n];
                 let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
                 let log_norm = max + sum.ln();
@@ -192,7 +195,7 @@ impl Policy {
             ActionHead::Gaussian { dim } => {
                 let log_std = self.log_std.unwrap_or(0);
                 let mut log_prob = 0.0_f32;
-                let means = &self.scratch_a[..dim];
+                let means = &outputs[..dim];
                 let log_stds = &self.weights[log_std..log_std + dim];
                 for ((a, mean), ls) in action.iter_mut().zip(means).zip(log_stds) {
                     let z = standard_normal(rng) as f32;
@@ -207,19 +210,21 @@ impl Policy {
     /// The deterministic action (argmax of the logits, or the mean) for one
     /// observation into `action`.
     pub fn deterministic(&mut self, obs: &[f32], action: &mut [f32]) {
-        let n = self.mlp(false, obs);
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.actor_outputs(obs, &mut outputs);
         match self.spec.head {
-            ActionHead::Categorical { .. } => {
+            ActionHead::Categorical { n } => {
                 let mut best = 0;
                 for i in 1..n {
-                    if self.scratch_a[i] > self.scratch_a[best] {
+                    if outputs[i] > outputs[best] {
                         best = i;
                     }
                 }
                 action[0] = best as f32;
             }
-            ActionHead::Gaussian { dim } => action[..dim].copy_from_slice(&self.scratch_a[..dim]),
+            ActionHead::Gaussian { dim } => action[..dim].copy_from_slice(&outputs[..dim]),
         }
+        self.outputs = outputs;
     }
 }
 

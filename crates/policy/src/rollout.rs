@@ -13,13 +13,18 @@ const SAMPLING_SALT: u64 = 0xA5A5_5A5A_C3C3_3C3C;
 pub struct EpisodeRecord {
     pub episode_return: f64,
     pub length: u32,
+    /// The rollout step at which it ended.
+    pub step: u32,
+    /// The global index of the env it ran in (see [`RolloutCollector`]).
+    pub env: u32,
 }
 
 /// `num_steps` transitions of `num_envs` envs, time-major.
 ///
 /// Observations are raw (not normalised); `values`, `log_probs` and
 /// `final_values` were computed on observations normalised with the
-/// statistics the collector was given.
+/// statistics the collector was given. Episodes are listed in the order they
+/// ended: by step, then by env.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     pub num_steps: usize,
@@ -41,20 +46,144 @@ pub struct Rollout {
     pub episodes: Vec<EpisodeRecord>,
 }
 
+impl Rollout {
+    /// Sets the sizes and makes every array the length they imply (zeros
+    /// where it grows), keeping the allocations; clears the episodes.
+    pub fn reshape(
+        &mut self,
+        num_steps: usize,
+        num_envs: usize,
+        obs_dim: usize,
+        action_dim: usize,
+    ) {
+        let te = num_steps * num_envs;
+        (self.num_steps, self.num_envs, self.obs_dim, self.action_dim) =
+            (num_steps, num_envs, obs_dim, action_dim);
+        self.obs.resize(te * obs_dim, 0.0);
+        self.actions.resize(te * action_dim, 0.0);
+        for v in [
+            &mut self.log_probs,
+            &mut self.values,
+            &mut self.rewards,
+            &mut self.final_values,
+        ] {
+            v.resize(te, 0.0);
+        }
+        self.terminated.resize(te, false);
+        self.truncated.resize(te, false);
+        self.last_obs.resize(num_envs * obs_dim, 0.0);
+        self.last_values.resize(num_envs, 0.0);
+        self.episodes.clear();
+    }
+}
+
+impl Rollout {
+    /// Copies `part`, a rollout of `part.num_envs` envs, into envs
+    /// `env_offset..env_offset + part.num_envs` of this one (already shaped
+    /// for all envs), and appends its episodes. Call
+    /// [`Rollout::sort_episodes`] once every part is in.
+    pub fn place_envs(&mut self, part: &Rollout, env_offset: usize) -> Result<(), String> {
+        let (t, e, od, ad) = (self.num_steps, self.num_envs, self.obs_dim, self.action_dim);
+        let pe = part.num_envs;
+        if part.num_steps != t || part.obs_dim != od || part.action_dim != ad || env_offset + pe > e
+        {
+            return Err(format!(
+                "a part of {} steps x {pe} envs (obs {}, action {}) does not fit at env {env_offset} of {t} steps x {e} envs (obs {od}, action {ad})",
+                part.num_steps, part.obs_dim, part.action_dim
+            ));
+        }
+        fn columns<T: Copy>(
+            dst: &mut [T],
+            src: &[T],
+            rows: usize,
+            e: usize,
+            pe: usize,
+            off: usize,
+            width: usize,
+        ) {
+            for row in 0..rows {
+                dst[(row * e + off) * width..(row * e + off + pe) * width]
+                    .copy_from_slice(&src[row * pe * width..(row + 1) * pe * width]);
+            }
+        }
+        columns(&mut self.obs, &part.obs, t, e, pe, env_offset, od);
+        columns(&mut self.actions, &part.actions, t, e, pe, env_offset, ad);
+        columns(
+            &mut self.log_probs,
+            &part.log_probs,
+            t,
+            e,
+            pe,
+            env_offset,
+            1,
+        );
+        columns(&mut self.values, &part.values, t, e, pe, env_offset, 1);
+        columns(&mut self.rewards, &part.rewards, t, e, pe, env_offset, 1);
+        columns(
+            &mut self.final_values,
+            &part.final_values,
+            t,
+            e,
+            pe,
+            env_offset,
+            1,
+        );
+        columns(
+            &mut self.terminated,
+            &part.terminated,
+            t,
+            e,
+            pe,
+            env_offset,
+            1,
+        );
+        columns(
+            &mut self.truncated,
+            &part.truncated,
+            t,
+            e,
+            pe,
+            env_offset,
+            1,
+        );
+        columns(&mut self.last_obs, &part.last_obs, 1, e, pe, env_offset, od);
+        columns(
+            &mut self.last_values,
+            &part.last_values,
+            1,
+            e,
+            pe,
+            env_offset,
+            1,
+        );
+        self.episodes.extend_from_slice(&part.episodes);
+        Ok(())
+    }
+
+    /// Orders the episodes as one collector over all envs lists them: by
+    /// step, then by env.
+    pub fn sort_episodes(&mut self) {
+        self.episodes.sort_by_key(|e| (e.step, e.env));
+    }
+}
+
 /// Steps a vectorised env with a policy and records rollouts.
 ///
 /// Env `i` of this collector is env `first_env_index + i` of the whole run:
 /// its env seed and its action-sampling stream depend only on that global
-/// index, so splitting the envs over several collectors changes nothing.
+/// index, and the policy computes every observation on its own, so splitting
+/// the envs over several collectors changes nothing.
 pub struct RolloutCollector {
     envs: VecEnv,
     policy: Policy,
     obs_norm: Option<ObsNormalizer>,
+    first_env_index: u64,
     rngs: Vec<Rng>,               // [E], one action-sampling stream per env
-    normalized: Vec<f32>,         // [obs_dim]
-    action: Vec<f32>,             // [action_dim]
+    normalized: Vec<f32>,         // [E, obs_dim]
+    outputs: Vec<f32>,            // [E, actor outputs]
     discrete_actions: Vec<i64>,   // [E]
     continuous_actions: Vec<f32>, // [E, action_dim], clipped
+    bounds: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl RolloutCollector {
@@ -74,21 +203,36 @@ impl RolloutCollector {
             .map(|i| Rng::from_seed(derive_seed(seed ^ SAMPLING_SALT, first_env_index + i)))
             .collect();
         let action_dim = policy.spec().head.action_dim();
+        let outputs = policy.spec().head.actor_outputs();
         let obs_dim = envs.obs_dim();
+        let bounds = match envs.action_space() {
+            Space::Box(b) => Some((b.low.clone(), b.high.clone())),
+            Space::Discrete { .. } => None,
+        };
         Ok(RolloutCollector {
             envs,
             policy,
             obs_norm: None,
+            first_env_index,
             rngs,
-            normalized: vec![0.0; obs_dim],
-            action: vec![0.0; action_dim],
+            normalized: vec![0.0; n * obs_dim],
+            outputs: vec![0.0; n * outputs],
             discrete_actions: vec![0; n],
             continuous_actions: vec![0.0; n * action_dim],
+            bounds,
         })
     }
 
     pub fn num_envs(&self) -> usize {
         self.envs.num_envs()
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.envs.obs_dim()
+    }
+
+    pub fn action_dim(&self) -> usize {
+        self.policy.spec().head.action_dim()
     }
 
     /// Installs the weights (flat, layout order) and normalisation statistics
@@ -103,91 +247,188 @@ impl RolloutCollector {
         Ok(())
     }
 
-    fn normalize_into(obs_norm: &Option<ObsNormalizer>, raw: &[f32], out: &mut [f32]) {
+    /// The policy acting, to load weights in place.
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    /// The observation normaliser acting, to update in place.
+    pub fn obs_norm_mut(&mut self) -> &mut Option<ObsNormalizer> {
+        &mut self.obs_norm
+    }
+
+    fn normalize_rows(obs_norm: &Option<ObsNormalizer>, raw: &[f32], out: &mut [f32], dim: usize) {
         match obs_norm {
-            Some(norm) => norm.normalize(raw, out),
+            Some(norm) => {
+                for (r, o) in raw.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+                    norm.normalize(r, o);
+                }
+            }
             None => out.copy_from_slice(raw),
         }
     }
 
-    /// Collects `num_steps` steps of every env.
+    /// Collects `num_steps` steps of every env into a new rollout.
     pub fn collect(&mut self, num_steps: usize) -> Result<Rollout, EnvError> {
+        let mut rollout = Rollout::default();
+        self.collect_into(num_steps, &mut rollout)?;
+        Ok(rollout)
+    }
+
+    /// Collects `num_steps` steps of every env into `r`, reusing its
+    /// allocations.
+    pub fn collect_into(&mut self, num_steps: usize, r: &mut Rollout) -> Result<(), EnvError> {
         let n = self.envs.num_envs();
         let obs_dim = self.envs.obs_dim();
-        let action_dim = self.action.len();
-        let mut r = Rollout {
-            num_steps,
-            num_envs: n,
-            obs_dim,
-            action_dim,
-            obs: Vec::with_capacity(num_steps * n * obs_dim),
-            actions: Vec::with_capacity(num_steps * n * action_dim),
-            log_probs: Vec::with_capacity(num_steps * n),
-            values: Vec::with_capacity(num_steps * n),
-            rewards: Vec::with_capacity(num_steps * n),
-            terminated: Vec::with_capacity(num_steps * n),
-            truncated: Vec::with_capacity(num_steps * n),
-            final_values: Vec::with_capacity(num_steps * n),
-            ..Rollout::default()
-        };
-        let bounds = match self.envs.action_space() {
-            Space::Box(b) => Some((b.low.clone(), b.high.clone())),
-            Space::Discrete { .. } => None,
-        };
-        for _ in 0..num_steps {
-            r.obs.extend_from_slice(self.envs.obs());
+        let action_dim = self.action_dim();
+        let outputs = self.policy.spec().head.actor_outputs();
+        r.reshape(num_steps, n, obs_dim, action_dim);
+        for t in 0..num_steps {
+            let row = t * n;
+            r.obs[row * obs_dim..(row + n) * obs_dim].copy_from_slice(self.envs.obs());
+            Self::normalize_rows(
+                &self.obs_norm,
+                self.envs.obs(),
+                &mut self.normalized,
+                obs_dim,
+            );
+            self.policy
+                .actor_outputs(&self.normalized, &mut self.outputs);
+            self.policy
+                .values(&self.normalized, &mut r.values[row..row + n]);
+            let actions = &mut r.actions[row * action_dim..(row + n) * action_dim];
             for i in 0..n {
-                let raw = &self.envs.obs()[i * obs_dim..(i + 1) * obs_dim];
-                Self::normalize_into(&self.obs_norm, raw, &mut self.normalized);
-                let log_prob =
-                    self.policy
-                        .sample(&self.normalized, &mut self.rngs[i], &mut self.action);
-                let value = self.policy.value(&self.normalized);
-                r.actions.extend_from_slice(&self.action);
-                r.log_probs.push(log_prob);
-                r.values.push(value);
-                match &bounds {
-                    None => self.discrete_actions[i] = self.action[0] as i64,
+                let action = &mut actions[i * action_dim..(i + 1) * action_dim];
+                r.log_probs[row + i] = self.policy.sample_from_outputs(
+                    &self.outputs[i * outputs..(i + 1) * outputs],
+                    &mut self.rngs[i],
+                    action,
+                );
+                match &self.bounds {
+                    None => self.discrete_actions[i] = action[0] as i64,
                     Some((low, high)) => {
                         for d in 0..action_dim {
                             self.continuous_actions[i * action_dim + d] =
-                                self.action[d].clamp(low[d], high[d]);
+                                action[d].clamp(low[d], high[d]);
                         }
                     }
                 }
             }
-            if bounds.is_none() {
+            if self.bounds.is_none() {
                 self.envs.step(Actions::Discrete(&self.discrete_actions))?;
             } else {
                 self.envs
                     .step(Actions::Continuous(&self.continuous_actions))?;
             }
-            r.rewards.extend_from_slice(self.envs.rewards());
-            r.terminated.extend_from_slice(self.envs.terminated());
-            r.truncated.extend_from_slice(self.envs.truncated());
+            r.rewards[row..row + n].copy_from_slice(self.envs.rewards());
+            r.terminated[row..row + n].copy_from_slice(self.envs.terminated());
+            r.truncated[row..row + n].copy_from_slice(self.envs.truncated());
             for i in 0..n {
                 let bootstrap = self.envs.truncated()[i] && !self.envs.terminated()[i];
-                let final_value = if bootstrap {
+                r.final_values[row + i] = if bootstrap {
                     let raw = &self.envs.final_obs()[i * obs_dim..(i + 1) * obs_dim];
-                    Self::normalize_into(&self.obs_norm, raw, &mut self.normalized);
-                    self.policy.value(&self.normalized)
+                    let one = &mut self.normalized[..obs_dim];
+                    Self::normalize_rows(&self.obs_norm, raw, one, obs_dim);
+                    self.policy.value(one)
                 } else {
                     0.0
                 };
-                r.final_values.push(final_value);
             }
+            let first = self.first_env_index;
             r.episodes
                 .extend(self.envs.finished_episodes().iter().map(|e| EpisodeRecord {
                     episode_return: e.episode_return,
                     length: e.length,
+                    step: t as u32,
+                    env: (first + e.env_index as u64) as u32,
                 }));
         }
-        r.last_obs = self.envs.obs().to_vec();
-        for i in 0..n {
-            let raw = &self.envs.obs()[i * obs_dim..(i + 1) * obs_dim];
-            Self::normalize_into(&self.obs_norm, raw, &mut self.normalized);
-            r.last_values.push(self.policy.value(&self.normalized));
+        r.last_obs.copy_from_slice(self.envs.obs());
+        Self::normalize_rows(
+            &self.obs_norm,
+            self.envs.obs(),
+            &mut self.normalized,
+            obs_dim,
+        );
+        self.policy.values(&self.normalized, &mut r.last_values);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{ActionHead, Activation, PolicySpec};
+    use rl_env::Registry;
+
+    fn collector(env_id: &str, num_envs: usize, first: u64, normalize: bool) -> RolloutCollector {
+        let registry = Registry::with_builtins();
+        let envs = registry.make_vec(env_id, num_envs).unwrap();
+        let head = match envs.action_space() {
+            Space::Discrete { n } => ActionHead::Categorical { n: *n },
+            Space::Box(b) => ActionHead::Gaussian { dim: b.flat_dim() },
+        };
+        let spec = PolicySpec {
+            obs_dim: envs.obs_dim(),
+            head,
+            actor_hidden: vec![64, 64],
+            critic_hidden: vec![64, 64],
+            activation: Activation::Tanh,
+        };
+        let mut policy = Policy::new(spec).unwrap();
+        let mut rng = Rng::from_seed(11);
+        for w in policy.weights_mut() {
+            *w = (rng.next_f64() as f32 - 0.5) * 0.6;
         }
-        Ok(r)
+        let weights = policy.weights().to_vec();
+        let mut c = RolloutCollector::new(envs, policy, 5, first).unwrap();
+        let norm = normalize.then(|| {
+            let mut n = ObsNormalizer::new(c.obs_dim(), 5.0);
+            n.stats.mean.iter_mut().for_each(|m| *m = 0.1);
+            n.stats.var.iter_mut().for_each(|v| *v = 2.0);
+            n
+        });
+        c.set_policy(&weights, norm).unwrap();
+        c
+    }
+
+    /// The bit-identity of multi-process training rests on this: envs split
+    /// over several collectors, placed back by global env index, give exactly
+    /// the rollout one collector over all envs gives.
+    #[test]
+    fn rollouts_split_over_collectors_merge_into_the_single_collector_rollout() {
+        for (env_id, normalize) in [("CartPole-v1", false), ("Pendulum-v1", true)] {
+            let mut whole = collector(env_id, 20, 0, normalize);
+            let mut parts = [
+                collector(env_id, 7, 0, normalize),
+                collector(env_id, 13, 7, normalize),
+            ];
+            for _ in 0..3 {
+                let expected = whole.collect(230).unwrap();
+                let mut merged = Rollout::default();
+                merged.reshape(230, 20, expected.obs_dim, expected.action_dim);
+                let mut offset = 0;
+                for part in &mut parts {
+                    let r = part.collect(230).unwrap();
+                    merged.place_envs(&r, offset).unwrap();
+                    offset += r.num_envs;
+                }
+                merged.sort_episodes();
+                assert!(!expected.episodes.is_empty(), "{env_id}: no episode ended");
+                assert_eq!(merged, expected, "{env_id}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_part_that_does_not_fit_is_refused() {
+        let mut merged = Rollout::default();
+        merged.reshape(4, 3, 2, 1);
+        let mut part = Rollout::default();
+        part.reshape(4, 2, 2, 1);
+        assert!(merged.place_envs(&part, 2).is_err());
+        part.reshape(5, 1, 2, 1);
+        assert!(merged.place_envs(&part, 0).is_err());
     }
 }
