@@ -1,11 +1,11 @@
-//! Rollouts on a byte stream (a pipe): one fixed 64-byte typed header, then
-//! one flat payload of the rollout's arrays in their in-memory layout. No
-//! element-wise serialisation: encoding is a few `extend_from_slice` calls.
+//! A rollout as bytes: one fixed 64-byte typed header, then one flat payload
+//! of the rollout's arrays in their in-memory layout. No element-wise
+//! serialisation: encoding is one copy per array.
 //!
 //! ```text
 //! header (little-endian)
-//!   0  magic u32 "FRL1"      4  kind u32 (1 = rollout)
-//!   8  worker_id u32        12  reserved u32
+//!   0  magic u32 "FRL2"      4  kind u32 (1 = rollout)
+//!   8  worker u32           12  generation u32
 //!  16  weights_version u64
 //!  24  num_steps u32        28  num_envs u32
 //!  32  obs_dim u32          36  action_dim u32
@@ -16,42 +16,218 @@
 //!   | values f32[T*E] | rewards f32[T*E] | final_values f32[T*E]
 //!   | last_obs f32[E*obs_dim] | last_values f32[E]
 //!   | terminated u8[T*E] | truncated u8[T*E]
-//!   | episodes (return f64, length u32)[num_episodes]
+//!   | episodes (return f64, length u32, step u32, env u32)[num_episodes]
 //! ```
 //!
-//! Decoding checks the magic, the kind, that the sizes are plausible and
-//! agree with the payload length, that every float is finite and every flag
-//! is 0 or 1: a malformed message is an error, never a panic or an
-//! allocation the header alone asked for.
-
-use std::io::{self, Read, Write};
+//! The header travels as a message on the worker's socket; the payload sits
+//! in the worker's [`crate::RolloutSlot`] (shared memory). Decoding checks the
+//! magic, the kind, that the sizes are plausible and agree with the payload
+//! length, that every float is finite and every flag is 0 or 1: a malformed
+//! message is an error, never a panic or an allocation the header alone asked
+//! for. Values are checked after they are copied into the reader's own
+//! memory, so a writer that changes the shared bytes meanwhile cannot slip
+//! anything past the checks.
 
 use rl_policy::{EpisodeRecord, Rollout};
 use thiserror::Error;
 
-const MAGIC: u32 = u32::from_le_bytes(*b"FRL1");
+const MAGIC: u32 = u32::from_le_bytes(*b"FRL2");
 const KIND_ROLLOUT: u32 = 1;
-pub const HEADER_LEN: usize = 64;
+/// Bytes of one episode record in the payload.
+const EPISODE_BYTES: usize = 20;
 /// The largest payload a reader accepts (1 GiB).
 pub const MAX_PAYLOAD: u64 = 1 << 30;
 
-/// Who sent a rollout, and with which weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RolloutMeta {
-    pub worker_id: u32,
-    pub weights_version: u64,
-}
-
 #[derive(Debug, Error)]
 pub enum FrameError {
-    #[error("pipe: {0}")]
-    Io(#[from] io::Error),
     #[error("malformed rollout message: {0}")]
     Malformed(String),
 }
 
 fn malformed(message: impl Into<String>) -> FrameError {
     FrameError::Malformed(message.into())
+}
+
+/// Who sent a rollout, with which weights, and its sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutHeader {
+    pub worker: u32,
+    /// Which incarnation of the worker (0 for the first process, +1 per
+    /// restart).
+    pub generation: u32,
+    pub weights_version: u64,
+    pub num_steps: u32,
+    pub num_envs: u32,
+    pub obs_dim: u32,
+    pub action_dim: u32,
+    pub num_episodes: u32,
+    pub payload_len: u64,
+}
+
+/// Bytes of a payload with these sizes, if it can exist at all.
+pub fn payload_len(t: usize, e: usize, od: usize, ad: usize, episodes: usize) -> Option<u64> {
+    let te = t.checked_mul(e)?;
+    let floats = te
+        .checked_mul(od)?
+        .checked_add(te.checked_mul(ad)?)?
+        .checked_add(te.checked_mul(4)?)?
+        .checked_add(e.checked_mul(od)?)?
+        .checked_add(e)?;
+    let bytes = floats
+        .checked_mul(4)?
+        .checked_add(te.checked_mul(2)?)?
+        .checked_add(episodes.checked_mul(EPISODE_BYTES)?)?;
+    u64::try_from(bytes).ok()
+}
+
+/// The largest payload a rollout of these sizes can have (every env ending
+/// an episode at every step).
+pub fn max_payload_len(t: usize, e: usize, od: usize, ad: usize) -> Option<u64> {
+    payload_len(t, e, od, ad, t.checked_mul(e)?)
+}
+
+fn u32_at(h: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+fn u64_at(h: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn to_u32(value: usize, what: &str) -> Result<u32, FrameError> {
+    u32::try_from(value).map_err(|_| malformed(format!("{what} = {value} does not fit a header")))
+}
+
+impl RolloutHeader {
+    pub const LEN: usize = 64;
+
+    /// The header of `r`, after checking that its arrays match its sizes.
+    pub fn for_rollout(
+        worker: u32,
+        generation: u32,
+        weights_version: u64,
+        r: &Rollout,
+    ) -> Result<Self, FrameError> {
+        let (t, e, od, ad) = (r.num_steps, r.num_envs, r.obs_dim, r.action_dim);
+        let te = t * e;
+        let consistent = r.obs.len() == te * od
+            && r.actions.len() == te * ad
+            && [&r.log_probs, &r.values, &r.rewards, &r.final_values]
+                .iter()
+                .all(|v| v.len() == te)
+            && r.terminated.len() == te
+            && r.truncated.len() == te
+            && r.last_obs.len() == e * od
+            && r.last_values.len() == e;
+        if !consistent {
+            return Err(malformed("the rollout's arrays do not match its sizes"));
+        }
+        let payload_len = payload_len(t, e, od, ad, r.episodes.len())
+            .filter(|l| *l <= MAX_PAYLOAD)
+            .ok_or_else(|| malformed("the rollout is larger than a message may be"))?;
+        Ok(RolloutHeader {
+            worker,
+            generation,
+            weights_version,
+            num_steps: to_u32(t, "num_steps")?,
+            num_envs: to_u32(e, "num_envs")?,
+            obs_dim: to_u32(od, "obs_dim")?,
+            action_dim: to_u32(ad, "action_dim")?,
+            num_episodes: to_u32(r.episodes.len(), "num_episodes")?,
+            payload_len,
+        })
+    }
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut h = [0u8; Self::LEN];
+        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[4..8].copy_from_slice(&KIND_ROLLOUT.to_le_bytes());
+        h[8..12].copy_from_slice(&self.worker.to_le_bytes());
+        h[12..16].copy_from_slice(&self.generation.to_le_bytes());
+        h[16..24].copy_from_slice(&self.weights_version.to_le_bytes());
+        for (at, v) in [
+            (24, self.num_steps),
+            (28, self.num_envs),
+            (32, self.obs_dim),
+            (36, self.action_dim),
+            (40, self.num_episodes),
+        ] {
+            h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        h[48..56].copy_from_slice(&self.payload_len.to_le_bytes());
+        h
+    }
+
+    /// Parses and checks a header: magic, kind, sizes that agree with the
+    /// payload length, and the payload limit.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        if bytes.len() != Self::LEN {
+            return Err(malformed(format!(
+                "a header is {} bytes, got {}",
+                Self::LEN,
+                bytes.len()
+            )));
+        }
+        if u32_at(bytes, 0) != MAGIC {
+            return Err(malformed("bad magic: not a rollout header"));
+        }
+        if u32_at(bytes, 4) != KIND_ROLLOUT {
+            return Err(malformed(format!(
+                "unknown message kind {}",
+                u32_at(bytes, 4)
+            )));
+        }
+        let header = RolloutHeader {
+            worker: u32_at(bytes, 8),
+            generation: u32_at(bytes, 12),
+            weights_version: u64_at(bytes, 16),
+            num_steps: u32_at(bytes, 24),
+            num_envs: u32_at(bytes, 28),
+            obs_dim: u32_at(bytes, 32),
+            action_dim: u32_at(bytes, 36),
+            num_episodes: u32_at(bytes, 40),
+            payload_len: u64_at(bytes, 48),
+        };
+        header.check()?;
+        Ok(header)
+    }
+
+    fn sizes(&self) -> [usize; 5] {
+        [
+            self.num_steps,
+            self.num_envs,
+            self.obs_dim,
+            self.action_dim,
+            self.num_episodes,
+        ]
+        .map(|v| v as usize)
+    }
+
+    fn check(&self) -> Result<(), FrameError> {
+        let [t, e, od, ad, episodes] = self.sizes();
+        let expected =
+            payload_len(t, e, od, ad, episodes).ok_or_else(|| malformed("sizes overflow"))?;
+        if self.payload_len != expected {
+            return Err(malformed(format!(
+                "payload of {} bytes, but the sizes (T={t}, E={e}, obs {od}, action {ad}, {episodes} episodes) need {expected}",
+                self.payload_len
+            )));
+        }
+        if self.payload_len > MAX_PAYLOAD {
+            return Err(malformed(format!(
+                "payload of {} bytes exceeds the limit of {MAX_PAYLOAD}",
+                self.payload_len
+            )));
+        }
+        if episodes > t * e {
+            return Err(malformed(format!(
+                "{episodes} episodes cannot end in {t} steps of {e} envs"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The rollout's float arrays in payload order.
@@ -68,161 +244,136 @@ fn float_arrays(r: &Rollout) -> [&[f32]; 8] {
     ]
 }
 
-fn sizes(r: &Rollout) -> [usize; 4] {
-    [r.num_steps, r.num_envs, r.obs_dim, r.action_dim]
+fn float_arrays_mut(r: &mut Rollout) -> [(&mut Vec<f32>, &'static str); 8] {
+    [
+        (&mut r.obs, "obs"),
+        (&mut r.actions, "actions"),
+        (&mut r.log_probs, "log_probs"),
+        (&mut r.values, "values"),
+        (&mut r.rewards, "rewards"),
+        (&mut r.final_values, "final_values"),
+        (&mut r.last_obs, "last_obs"),
+        (&mut r.last_values, "last_values"),
+    ]
 }
 
-fn payload_len(t: usize, e: usize, od: usize, ad: usize, episodes: usize) -> Option<u64> {
-    let te = t.checked_mul(e)?;
-    let floats = te
-        .checked_mul(od)?
-        .checked_add(te.checked_mul(ad)?)?
-        .checked_add(te.checked_mul(4)?)?
-        .checked_add(e.checked_mul(od)?)?
-        .checked_add(e)?;
-    let bytes = floats
-        .checked_mul(4)?
-        .checked_add(te.checked_mul(2)?)?
-        .checked_add(episodes.checked_mul(12)?)?;
-    u64::try_from(bytes).ok()
-}
-
-/// Appends the little-endian bytes of `values`: one copy on little-endian
-/// machines.
-fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: any f32 is 4 initialised bytes; u8 has no alignment needs.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) };
-        out.extend_from_slice(bytes);
-    }
-    #[cfg(not(target_endian = "little"))]
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-/// Encodes a rollout with its header into one new buffer.
-pub fn encode_rollout(meta: RolloutMeta, r: &Rollout) -> Result<Vec<u8>, FrameError> {
-    let mut out = Vec::new();
-    encode_rollout_into(meta, r, &mut out)?;
-    Ok(out)
-}
-
-/// Encodes a rollout with its header into `out` (cleared first; its
-/// capacity is reused, so a sender that keeps one buffer never touches fresh
-/// pages).
-pub fn encode_rollout_into(
-    meta: RolloutMeta,
-    r: &Rollout,
-    out: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    let len = encode_header(meta, r, out)?;
-    out.reserve(len as usize);
-    for values in float_arrays(r) {
-        put_f32s(out, values);
-    }
-    out.extend(r.terminated.iter().map(|b| u8::from(*b)));
-    out.extend(r.truncated.iter().map(|b| u8::from(*b)));
-    for ep in &r.episodes {
-        out.extend_from_slice(&ep.episode_return.to_le_bytes());
-        out.extend_from_slice(&ep.length.to_le_bytes());
-    }
-    debug_assert_eq!(out.len() as u64, HEADER_LEN as u64 + len);
-    Ok(())
-}
-
-/// Checks the rollout's arrays against its sizes and writes the header into
-/// `out` (cleared first); returns the payload length.
-fn encode_header(meta: RolloutMeta, r: &Rollout, out: &mut Vec<u8>) -> Result<u64, FrameError> {
-    let [t, e, od, ad] = sizes(r);
-    let te = t * e;
-    let consistent = r.obs.len() == te * od
-        && r.actions.len() == te * ad
-        && [&r.log_probs, &r.values, &r.rewards, &r.final_values]
-            .iter()
-            .all(|v| v.len() == te)
-        && r.terminated.len() == te
-        && r.truncated.len() == te
-        && r.last_obs.len() == e * od
-        && r.last_values.len() == e;
-    if !consistent {
-        return Err(malformed("the rollout's arrays do not match its sizes"));
-    }
-    let len = payload_len(t, e, od, ad, r.episodes.len())
-        .filter(|l| *l <= MAX_PAYLOAD)
-        .ok_or_else(|| malformed("the rollout is larger than a message may be"))?;
-    out.clear();
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&KIND_ROLLOUT.to_le_bytes());
-    out.extend_from_slice(&meta.worker_id.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&meta.weights_version.to_le_bytes());
-    for size in [t, e, od, ad, r.episodes.len()] {
-        out.extend_from_slice(&(size as u32).to_le_bytes());
-    }
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
-    debug_assert_eq!(out.len(), HEADER_LEN);
-    Ok(len)
-}
-
-/// Writes one rollout (allocating its buffer; see [`FrameWriter`]).
-pub fn write_rollout(w: &mut impl Write, meta: RolloutMeta, r: &Rollout) -> Result<(), FrameError> {
-    FrameWriter::default().write(w, meta, r)
-}
-
-/// Writes rollouts through one reused buffer.
-#[derive(Default)]
-pub struct FrameWriter {
-    buf: Vec<u8>,
-}
-
-impl FrameWriter {
-    pub fn write(
-        &mut self,
-        w: &mut impl Write,
-        meta: RolloutMeta,
-        r: &Rollout,
-    ) -> Result<(), FrameError> {
-        encode_rollout_into(meta, r, &mut self.buf)?;
-        w.write_all(&self.buf)?;
-        w.flush()?;
-        Ok(())
-    }
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
+/// Where encoded bytes go: a raw destination of known length (a `Vec` or a
+/// shared-memory mapping).
+pub(crate) struct Sink {
+    ptr: *mut u8,
+    len: usize,
     at: usize,
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
-        let part = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        part
+impl Sink {
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes for the sink's lifetime.
+    pub(crate) unsafe fn new(ptr: *mut u8, len: usize) -> Self {
+        Sink { ptr, len, at: 0 }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        assert!(
+            self.at + bytes.len() <= self.len,
+            "encoder overran its sink"
+        );
+        // SAFETY: in bounds (checked above); the source is our own memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.at), bytes.len());
+        }
+        self.at += bytes.len();
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: any f32 is 4 initialised bytes; u8 has no alignment needs.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) }
+}
+
+/// Writes the payload of `r` (described by `header`) into `sink`.
+pub(crate) fn encode_payload(r: &Rollout, header: &RolloutHeader, sink: &mut Sink) {
+    debug_assert_eq!(sink.len as u64, header.payload_len);
+    #[cfg(target_endian = "little")]
+    for values in float_arrays(r) {
+        sink.put(f32_bytes(values));
+    }
+    #[cfg(not(target_endian = "little"))]
+    for values in float_arrays(r) {
+        for v in values {
+            sink.put(&v.to_le_bytes());
+        }
+    }
+    // Flags go through a small stack buffer, a chunk at a time.
+    for flags in [&r.terminated, &r.truncated] {
+        let mut buf = [0u8; 256];
+        for chunk in flags.chunks(buf.len()) {
+            for (b, f) in buf.iter_mut().zip(chunk) {
+                *b = u8::from(*f);
+            }
+            sink.put(&buf[..chunk.len()]);
+        }
+    }
+    for ep in &r.episodes {
+        let mut record = [0u8; EPISODE_BYTES];
+        record[0..8].copy_from_slice(&ep.episode_return.to_le_bytes());
+        record[8..12].copy_from_slice(&ep.length.to_le_bytes());
+        record[12..16].copy_from_slice(&ep.step.to_le_bytes());
+        record[16..20].copy_from_slice(&ep.env.to_le_bytes());
+        sink.put(&record);
+    }
+    debug_assert_eq!(sink.at, sink.len);
+}
+
+/// Encodes a rollout's payload into a new buffer (for tests and benchmarks;
+/// workers encode straight into their slot).
+pub fn encode_payload_to_vec(r: &Rollout, header: &RolloutHeader) -> Vec<u8> {
+    let mut out = vec![0u8; header.payload_len as usize];
+    // SAFETY: `out` holds exactly `payload_len` bytes and outlives the sink.
+    let mut sink = unsafe { Sink::new(out.as_mut_ptr(), out.len()) };
+    encode_payload(r, header, &mut sink);
+    out
+}
+
+/// Bytes to decode: read once each, with raw copies, because the memory
+/// may be shared with a process that could still write it.
+pub(crate) struct Source {
+    ptr: *const u8,
+    len: usize,
+    at: usize,
+}
+
+impl Source {
+    /// # Safety
+    /// `ptr` must be valid for reads of `len` bytes for the source's
+    /// lifetime (another process may change them; they are only copied).
+    pub(crate) unsafe fn new(ptr: *const u8, len: usize) -> Self {
+        Source { ptr, len, at: 0 }
+    }
+
+    /// Copies the next `dst.len()` bytes into `dst`.
+    fn copy_to(&mut self, dst: &mut [u8]) -> Result<(), FrameError> {
+        if self.at + dst.len() > self.len {
+            return Err(malformed("the payload is shorter than its sizes"));
+        }
+        // SAFETY: in bounds (checked above); `dst` is our own memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(self.at), dst.as_mut_ptr(), dst.len());
+        }
+        self.at += dst.len();
+        Ok(())
     }
 
     fn f32s(&mut self, n: usize, what: &str, values: &mut Vec<f32>) -> Result<(), FrameError> {
-        let bytes = self.take(n * 4);
-        values.clear();
+        // Every element is overwritten: no need to clear a reused vector.
         values.resize(n, 0.0);
-        #[cfg(target_endian = "little")]
-        // SAFETY: `values` has room for exactly `bytes.len()` bytes, and every
+        // SAFETY: `values` has exactly `n * 4` initialised bytes, and every
         // bit pattern is a valid f32.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                values.as_mut_ptr().cast::<u8>(),
-                bytes.len(),
-            );
-        }
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), n * 4) };
+        self.copy_to(bytes)?;
         #[cfg(not(target_endian = "little"))]
-        for (v, c) in values.iter_mut().zip(bytes.chunks_exact(4)) {
-            *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        for v in values.iter_mut() {
+            *v = f32::from_le_bytes(v.to_ne_bytes());
         }
         // A branch-free pass the compiler vectorises; find the culprit only
         // when there is one.
@@ -237,127 +388,91 @@ impl Cursor<'_> {
         )))
     }
 
-    fn flags(&mut self, n: usize, what: &str, flags: &mut Vec<bool>) -> Result<(), FrameError> {
-        let bytes = self.take(n);
-        if let Some(i) = bytes.iter().position(|b| *b > 1) {
+    fn flags(
+        &mut self,
+        n: usize,
+        what: &str,
+        scratch: &mut Vec<u8>,
+        flags: &mut Vec<bool>,
+    ) -> Result<(), FrameError> {
+        scratch.resize(n, 0);
+        self.copy_to(scratch)?;
+        if let Some(i) = scratch.iter().position(|b| *b > 1) {
             return Err(malformed(format!(
                 "{what}[{i}] is {}, not 0 or 1",
-                bytes[i]
+                scratch[i]
             )));
         }
         flags.clear();
-        flags.extend(bytes.iter().map(|b| *b == 1));
+        flags.extend(scratch.iter().map(|b| *b == 1));
         Ok(())
     }
 }
 
-fn u32_at(h: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+/// Reusable space for decoding.
+#[derive(Debug, Default)]
+pub struct DecodeScratch {
+    flags: Vec<u8>,
 }
 
-fn u64_at(h: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[at..at + 8]);
-    u64::from_le_bytes(b)
-}
-
-/// Reads one rollout (allocating; see [`FrameReader`]). `Ok(None)` at a
-/// clean end of stream (the writer closed the pipe between messages).
-pub fn read_rollout(r: &mut impl Read) -> Result<Option<(RolloutMeta, Rollout)>, FrameError> {
-    let mut rollout = Rollout::default();
-    Ok(FrameReader::default()
-        .read(r, &mut rollout)?
-        .map(|meta| (meta, rollout)))
-}
-
-/// Reads rollouts through one reused payload buffer into a reused
-/// `Rollout`, so a receiver in steady state allocates nothing.
-#[derive(Default)]
-pub struct FrameReader {
-    payload: Vec<u8>,
-}
-
-impl FrameReader {
-    /// Reads one rollout into `out` (whose vectors are reused). `Ok(None)` at
-    /// a clean end of stream. After an error `out` holds no valid rollout.
-    pub fn read(
-        &mut self,
-        r: &mut impl Read,
-        out: &mut Rollout,
-    ) -> Result<Option<RolloutMeta>, FrameError> {
-        let mut header = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            match r.read(&mut header[got..])? {
-                0 if got == 0 => return Ok(None),
-                0 => {
-                    return Err(malformed(format!(
-                        "the stream ended {got} bytes into a header"
-                    )))
-                }
-                n => got += n,
-            }
-        }
-        if u32_at(&header, 0) != MAGIC {
-            return Err(malformed("bad magic: not a rollout message"));
-        }
-        if u32_at(&header, 4) != KIND_ROLLOUT {
-            return Err(malformed(format!(
-                "unknown message kind {}",
-                u32_at(&header, 4)
-            )));
-        }
-        let meta = RolloutMeta {
-            worker_id: u32_at(&header, 8),
-            weights_version: u64_at(&header, 16),
-        };
-        let [t, e, od, ad, episodes] = [24, 28, 32, 36, 40].map(|at| u32_at(&header, at) as usize);
-        let len = u64_at(&header, 48);
-        let expected =
-            payload_len(t, e, od, ad, episodes).ok_or_else(|| malformed("sizes overflow"))?;
-        if len != expected {
-            return Err(malformed(format!(
-                "payload of {len} bytes, but the sizes (T={t}, E={e}, obs {od}, action {ad}, {episodes} episodes) need {expected}"
-            )));
-        }
-        if len > MAX_PAYLOAD {
-            return Err(malformed(format!(
-                "payload of {len} bytes exceeds the limit of {MAX_PAYLOAD}"
-            )));
-        }
-        self.payload.resize(len as usize, 0);
-        r.read_exact(&mut self.payload)?;
-        let mut c = Cursor {
-            bytes: &self.payload,
-            at: 0,
-        };
-        let te = t * e;
-        (out.num_steps, out.num_envs, out.obs_dim, out.action_dim) = (t, e, od, ad);
-        c.f32s(te * od, "obs", &mut out.obs)?;
-        c.f32s(te * ad, "actions", &mut out.actions)?;
-        c.f32s(te, "log_probs", &mut out.log_probs)?;
-        c.f32s(te, "values", &mut out.values)?;
-        c.f32s(te, "rewards", &mut out.rewards)?;
-        c.f32s(te, "final_values", &mut out.final_values)?;
-        c.f32s(e * od, "last_obs", &mut out.last_obs)?;
-        c.f32s(e, "last_values", &mut out.last_values)?;
-        c.flags(te, "terminated", &mut out.terminated)?;
-        c.flags(te, "truncated", &mut out.truncated)?;
-        out.episodes.clear();
-        for _ in 0..episodes {
-            let ret = f64::from_le_bytes(c.take(8).try_into().map_err(|_| malformed("episode"))?);
-            let length =
-                u32::from_le_bytes(c.take(4).try_into().map_err(|_| malformed("episode"))?);
-            if !ret.is_finite() {
-                return Err(malformed(format!(
-                    "an episode return is {ret} (not finite)"
-                )));
-            }
-            out.episodes.push(EpisodeRecord {
-                episode_return: ret,
-                length,
-            });
-        }
-        Ok(Some(meta))
+/// Decodes a payload described by a checked `header` into `out` (whose
+/// vectors are reused). After an error `out` holds no valid rollout.
+pub(crate) fn decode_payload(
+    header: &RolloutHeader,
+    src: &mut Source,
+    scratch: &mut DecodeScratch,
+    out: &mut Rollout,
+) -> Result<(), FrameError> {
+    header.check()?;
+    if src.len as u64 != header.payload_len {
+        return Err(malformed(format!(
+            "{} payload bytes for a header that says {}",
+            src.len, header.payload_len
+        )));
     }
+    let [t, e, od, ad, episodes] = header.sizes();
+    let te = t * e;
+    (out.num_steps, out.num_envs, out.obs_dim, out.action_dim) = (t, e, od, ad);
+    let counts = [te * od, te * ad, te, te, te, te, e * od, e];
+    for ((values, what), n) in float_arrays_mut(out).into_iter().zip(counts) {
+        src.f32s(n, what, values)?;
+    }
+    src.flags(te, "terminated", &mut scratch.flags, &mut out.terminated)?;
+    src.flags(te, "truncated", &mut scratch.flags, &mut out.truncated)?;
+    out.episodes.clear();
+    for k in 0..episodes {
+        let mut record = [0u8; EPISODE_BYTES];
+        src.copy_to(&mut record)?;
+        let episode_return = f64::from_le_bytes(record[0..8].try_into().unwrap_or_default());
+        let [length, step, env] = [8, 12, 16].map(|at| u32_at(&record, at));
+        if !episode_return.is_finite() {
+            return Err(malformed(format!(
+                "episode {k}: return {episode_return} is not finite"
+            )));
+        }
+        if step as usize >= t {
+            return Err(malformed(format!(
+                "episode {k}: ended at step {step}, the rollout has {t}"
+            )));
+        }
+        out.episodes.push(EpisodeRecord {
+            episode_return,
+            length,
+            step,
+            env,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a payload held in this process's own memory.
+pub fn decode_payload_from_bytes(
+    header: &RolloutHeader,
+    bytes: &[u8],
+    scratch: &mut DecodeScratch,
+    out: &mut Rollout,
+) -> Result<(), FrameError> {
+    // SAFETY: `bytes` is valid for its length while the source lives.
+    let mut src = unsafe { Source::new(bytes.as_ptr(), bytes.len()) };
+    decode_payload(header, &mut src, scratch, out)
 }

@@ -17,13 +17,34 @@ fn published_weights_read_back_with_their_version() {
     let mut out = vec![0.0_f32; 1001];
     assert_eq!(block.read_into(&mut out).unwrap(), None);
     assert_eq!(block.latest_version(), None);
-    for version in 1..=5_u64 {
+    for version in 0..=5_u64 {
         let weights: Vec<f32> = (0..1001).map(|i| i as f32 * version as f32 - 0.5).collect();
         block.publish(&weights, version).unwrap();
         assert_eq!(block.read_into(&mut out).unwrap(), Some(version));
         assert_eq!(out, weights);
     }
     assert_eq!(block.latest_version(), Some(5));
+}
+
+#[test]
+fn statistics_travel_with_their_weights() {
+    let mut block = WeightBlock::create_with_stats(5, 3).unwrap();
+    let (mut w, mut s) = (vec![0.0_f32; 5], vec![0.0_f64; 3]);
+    for version in [0_u64, 1, 7] {
+        let weights: Vec<f32> = (0..5).map(|i| i as f32 + version as f32).collect();
+        // Values whose f32 rounding would show: the statistics stay f64.
+        let stats = [1.0 / 3.0 + version as f64, -1e-300, f64::MAX];
+        block.publish_with_stats(&weights, &stats, version).unwrap();
+        assert_eq!(
+            block.read_with_stats_into(&mut w, &mut s).unwrap(),
+            Some(version)
+        );
+        assert_eq!((&w[..], &s[..]), (&weights[..], &stats[..]));
+    }
+    assert!(block.publish_with_stats(&[0.0; 5], &[0.0; 2], 8).is_err());
+    assert!(block.read_with_stats_into(&mut w, &mut [0.0; 4]).is_err());
+    let reopened = WeightBlock::open(block.share().unwrap()).unwrap();
+    assert_eq!((reopened.len(), reopened.stats_len()), (5, 3));
 }
 
 #[test]
