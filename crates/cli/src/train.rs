@@ -3,14 +3,17 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use rl_algo::ppo::UpdateStats;
 use rl_env::Registry;
-use rl_runtime::{train_in_process, Ending, EvalResult, Observer, Progress, RunDir};
+use rl_runtime::{
+    run_child_if_requested, train_in_process, train_multi_process, Ending, EvalResult, Observer,
+    Progress, RunDir, TrainSummary,
+};
 
 use crate::config;
 
@@ -132,6 +135,14 @@ impl Observer for StatusLine {
         }
     }
 
+    fn on_message(&mut self, message: &str) {
+        if self.live {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{message}");
+        self.last_draw = None;
+    }
+
     fn on_eval(&mut self, progress: &Progress, eval: &EvalResult) {
         if self.live {
             eprint!("\r\x1b[2K{}", Self::line(progress));
@@ -148,8 +159,13 @@ impl Observer for StatusLine {
     }
 }
 
-/// Parses arguments, trains, and maps the outcome to an exit code.
+/// Parses arguments, trains, and maps the outcome to an exit code. A
+/// process that a run started as its learner, worker or evaluator (the
+/// current executable run again with a role) does that role instead.
 pub fn train_main(registry: &Registry) -> ExitCode {
+    if let Some(code) = run_child_if_requested(registry) {
+        return ExitCode::from(code);
+    }
     let args = match TrainArgs::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -192,23 +208,11 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
 
     // First Ctrl-C (or SIGTERM): finish the current update, save, exit 130
     // (143). A second one exits at once.
+    let signals = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let terminated = Arc::new(AtomicBool::new(false));
-    for (signal, code) in [
-        (signal_hook::consts::SIGINT, i32::from(exit::INTERRUPTED)),
-        (signal_hook::consts::SIGTERM, i32::from(exit::TERMINATED)),
-    ] {
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&stop))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
-        if let Err(e) = registered {
-            eprintln!("train: cannot install the signal handler: {e}");
-            return exit::FAILED;
-        }
-    }
-    if let Err(e) =
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))
-    {
+    let multi_process = loaded.settings.run.num_workers > 0;
+    if let Err(e) = install_signal_handlers(multi_process, &signals, &stop, &terminated) {
         eprintln!("train: cannot install the signal handler: {e}");
         return exit::FAILED;
     }
@@ -218,7 +222,11 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         last_plain: Instant::now(),
         last_draw: None,
     };
-    let result = train_in_process(registry, &loaded.settings, &run_dir, &stop, &mut status);
+    let result = if multi_process {
+        train_multi_process(registry, &loaded.settings, &run_dir, &signals, &mut status)
+    } else {
+        train_in_process(registry, &loaded.settings, &run_dir, &stop, &mut status)
+    };
     status.finish();
     match result {
         Ok(summary) => {
@@ -228,10 +236,11 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                 .map_or("no evaluation".to_string(), |e| {
                     format!("last eval return {:.2}", e.mean())
                 });
+            let faults = faults_note(&summary);
             match summary.ending {
                 Ending::Completed => {
                     println!(
-                        "done: {} env steps, {} updates, {eval}; policy in {}",
+                        "done: {} env steps, {} updates, {eval}{faults}; policy in {}",
                         summary.env_steps,
                         summary.updates,
                         run_dir.path().join(rl_runtime::POLICY_FILE).display()
@@ -240,7 +249,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                 }
                 Ending::Interrupted => {
                     println!(
-                        "interrupted after {} env steps ({} updates); weights saved in {}",
+                        "interrupted after {} env steps ({} updates){faults}; weights saved in {}",
                         summary.env_steps,
                         summary.updates,
                         run_dir.path().join(rl_runtime::POLICY_FILE).display()
@@ -258,4 +267,54 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// ", 2 processes restarted, 1 worker message rejected", or nothing.
+fn faults_note(summary: &TrainSummary) -> String {
+    let mut note = String::new();
+    if summary.restarts > 0 {
+        let s = if summary.restarts == 1 { "" } else { "es" };
+        note += &format!(", {} process{s} restarted", summary.restarts);
+    }
+    if summary.rejected_messages > 0 {
+        let s = if summary.rejected_messages == 1 {
+            ""
+        } else {
+            "s"
+        };
+        note += &format!(", {} worker message{s} rejected", summary.rejected_messages);
+    }
+    note
+}
+
+/// Counts SIGINT and SIGTERM in `signals` and records SIGTERM in
+/// `terminated`. A single-process run also sets `stop`, and exits at once
+/// on the second signal; the supervisor of a multi-process run reads the
+/// count itself, so that it can kill and reap its processes before exiting.
+fn install_signal_handlers(
+    multi_process: bool,
+    signals: &Arc<AtomicUsize>,
+    stop: &Arc<AtomicBool>,
+    terminated: &Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for (signal, code) in [
+        (SIGINT, i32::from(exit::INTERRUPTED)),
+        (SIGTERM, i32::from(exit::TERMINATED)),
+    ] {
+        let count = Arc::clone(signals);
+        // SAFETY: the handler only increments an atomic counter, which is
+        // async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(signal, move || {
+                count.fetch_add(1, Ordering::SeqCst);
+            })?;
+        }
+        if !multi_process {
+            signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(stop))?;
+            signal_hook::flag::register(signal, Arc::clone(stop))?;
+        }
+    }
+    signal_hook::flag::register(SIGTERM, Arc::clone(terminated))?;
+    Ok(())
 }

@@ -15,6 +15,8 @@ pub const TRAIN_CSV_HEADER: &str = "time_s,env_steps,updates,steps_per_s,policy_
 pub const EVAL_CSV_HEADER: &str =
     "time_s,env_steps,policy_version,return_mean,return_std,return_min,return_max,episodes";
 pub const POLICY_FILE: &str = "policy.safetensors";
+/// The weights of the best evaluation so far (by mean return).
+pub const BEST_POLICY_FILE: &str = "best_policy.safetensors";
 
 /// An I/O error with the path it happened on.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,19 @@ impl CsvWriter {
         };
         writer.write_line(header)?;
         Ok(writer)
+    }
+
+    /// Opens an existing CSV file (header already written) to append rows,
+    /// as a process that joins a run does.
+    pub fn append(path: PathBuf) -> Result<Self, PathError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(at(&path))?;
+        Ok(CsvWriter {
+            path,
+            file: BufWriter::new(file),
+        })
     }
 
     fn write_line(&mut self, line: &str) -> Result<(), PathError> {
@@ -118,8 +133,39 @@ impl RunDir {
         })
     }
 
+    /// A run directory another process created (its files exist).
+    pub fn existing(path: &Path) -> Result<Self, PathError> {
+        if !path.is_dir() {
+            return Err(PathError {
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::NotFound, "not a run directory"),
+            });
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Creates `train.csv` and `eval.csv` with their headers, for the
+    /// processes that append to them.
+    pub fn create_csv_files(&self) -> Result<(), PathError> {
+        self.train_csv()?;
+        self.eval_csv()?;
+        Ok(())
+    }
+
+    /// `train.csv`, created by [`RunDir::create_csv_files`], to append to.
+    pub fn append_train_csv(&self) -> Result<CsvWriter, PathError> {
+        CsvWriter::append(self.path.join("train.csv"))
+    }
+
+    /// `eval.csv`, created by [`RunDir::create_csv_files`], to append to.
+    pub fn append_eval_csv(&self) -> Result<CsvWriter, PathError> {
+        CsvWriter::append(self.path.join("eval.csv"))
     }
 
     pub fn write_config(&self, toml_text: &str) -> Result<(), PathError> {
@@ -143,8 +189,21 @@ impl RunDir {
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
-        let path = self.path.join(POLICY_FILE);
-        let tmp = self.path.join(format!(".{POLICY_FILE}.tmp"));
+        self.write_policy_as(POLICY_FILE, spec, env_id, weights, obs_norm)
+    }
+
+    /// Writes a policy file called `name` atomically (temporary file,
+    /// fsync, rename).
+    pub fn write_policy_as(
+        &self,
+        name: &str,
+        spec: &PolicySpec,
+        env_id: &str,
+        weights: &[f32],
+        obs_norm: Option<&ObsNormalizer>,
+    ) -> Result<PathBuf, PathError> {
+        let path = self.path.join(name);
+        let tmp = self.path.join(format!(".{name}.tmp"));
         let bytes = policy_safetensors(spec, env_id, weights, obs_norm);
         let write = || -> io::Result<()> {
             let mut file = File::create(&tmp)?;

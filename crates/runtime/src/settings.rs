@@ -93,11 +93,21 @@ pub struct RunSettings {
     pub device: String,
     /// libtorch threads of the learner.
     pub torch_threads: usize,
-    /// Worker processes; 0 runs everything in this process.
+    /// Worker processes that step the envs (each steps num_envs /
+    /// num_workers of them); 0 runs everything in this process.
     pub num_workers: usize,
     /// Gradient implementation: "auto" (hand-written on the CPU, libtorch on
     /// CUDA) or "torch" (libtorch on any device).
     pub learner: String,
+    /// Seconds a worker may take to start or to deliver a rollout before it
+    /// is killed and replaced.
+    pub worker_timeout_s: f64,
+    /// Worker and evaluator processes that may be restarted over the run;
+    /// one more failure saves the weights and ends the run with an error.
+    pub max_restarts: u32,
+    /// Seconds before a failed process is restarted, doubled for each
+    /// further restart of the same process (at most 30).
+    pub restart_backoff_s: f64,
 }
 
 impl Default for RunSettings {
@@ -108,6 +118,9 @@ impl Default for RunSettings {
             torch_threads: 1,
             num_workers: 0,
             learner: "auto".to_string(),
+            worker_timeout_s: 60.0,
+            max_restarts: 10,
+            restart_backoff_s: 0.5,
         }
     }
 }
@@ -128,6 +141,16 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
+    /// Envs each worker process steps.
+    pub fn envs_per_worker(&self) -> usize {
+        self.env.num_envs / self.run.num_workers.max(1)
+    }
+
+    /// Env steps in one update: num_envs * num_steps.
+    pub fn steps_per_update(&self) -> u64 {
+        (self.env.num_envs * self.ppo.num_steps) as u64
+    }
+
     /// Every out-of-range value, as `(table, error)`. The env id is checked
     /// against the registry by the caller.
     pub fn validate(&self) -> Vec<(&'static str, FieldError)> {
@@ -196,10 +219,45 @@ impl TrainSettings {
         check(
             &mut e,
             "run",
-            self.run.num_workers == 0,
+            self.run.num_workers <= 256
+                && (self.run.num_workers == 0 || self.env.num_envs % self.run.num_workers == 0),
             "num_workers",
             self.run.num_workers.to_string(),
-            "0 (everything in one process; worker processes are not available yet)",
+            "0 (everything in one process) or a number of worker processes in 1..=256 that divides [env] num_envs",
+        );
+        check(
+            &mut e,
+            "run",
+            ["auto", "torch"].contains(&self.run.learner.as_str()),
+            "learner",
+            format!("{:?}", self.run.learner),
+            "\"auto\" or \"torch\"",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.worker_timeout_s.is_finite()
+                && (0.1..=86_400.0).contains(&self.run.worker_timeout_s),
+            "worker_timeout_s",
+            self.run.worker_timeout_s.to_string(),
+            "a number of seconds in [0.1, 86400]",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.max_restarts <= 1_000_000,
+            "max_restarts",
+            self.run.max_restarts.to_string(),
+            "an integer in 0..=1000000",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.restart_backoff_s.is_finite()
+                && (0.0..=30.0).contains(&self.run.restart_backoff_s),
+            "restart_backoff_s",
+            self.run.restart_backoff_s.to_string(),
+            "a number of seconds in [0, 30]",
         );
         e.extend(
             self.ppo

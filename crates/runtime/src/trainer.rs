@@ -6,15 +6,12 @@ use std::time::{Duration, Instant};
 
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice, DeviceError};
 use rl_algo::ppo::{Backend, PpoLearner, UpdateStats};
-use rl_env::rng::derive_seed;
 use rl_env::{EnvError, Registry, Space};
-use rl_policy::{evaluate_episodes, ActionHead, Policy, PolicyError, PolicySpec, RolloutCollector};
+use rl_policy::{ActionHead, Policy, PolicyError, PolicySpec, RolloutCollector};
 
+use crate::eval::{evaluate, next_eval_after, EvalRecorder};
 use crate::run_dir::{PathError, RunDir, Value};
 use crate::TrainSettings;
-
-/// Keeps evaluation episodes apart from training envs.
-const EVAL_SALT: u64 = 0xE7A1_0000_0000_0001;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -26,8 +23,16 @@ pub enum RuntimeError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Channel(#[from] rl_ipc::ChannelError),
+    #[error(transparent)]
+    Ipc(#[from] rl_ipc::IpcError),
+    #[error(transparent)]
+    Frame(#[from] rl_ipc::FrameError),
     #[error("{0}")]
     Setup(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Where a run stands, for status lines.
@@ -77,6 +82,10 @@ pub struct TrainSummary {
     pub env_steps: u64,
     pub updates: u64,
     pub last_eval: Option<EvalResult>,
+    /// Worker and evaluator processes restarted.
+    pub restarts: u32,
+    /// Worker messages the learner rejected.
+    pub rejected_messages: u64,
 }
 
 /// The policy architecture for an env's spaces and the network settings.
@@ -104,10 +113,21 @@ pub fn policy_spec(
     })
 }
 
+/// The policy architecture of a run: its env's spaces and the network
+/// settings.
+pub fn spec_for(registry: &Registry, settings: &TrainSettings) -> Result<PolicySpec, RuntimeError> {
+    let envs = registry.make_vec(&settings.env.id, 1)?;
+    policy_spec(settings, envs.observation_space(), envs.action_space())
+}
+
 /// Receives progress while a run trains.
 pub trait Observer {
     fn on_update(&mut self, progress: &Progress, stats: &UpdateStats);
     fn on_eval(&mut self, progress: &Progress, eval: &EvalResult);
+    /// Something the user should know (a process replaced, say).
+    fn on_message(&mut self, message: &str) {
+        eprintln!("{message}");
+    }
 }
 
 /// Trains PPO in this process with the settings, writing the run directory,
@@ -142,16 +162,22 @@ pub fn train_in_process(
     let mut eval_policy = Policy::new(spec.clone())?;
 
     let mut train_csv = run_dir.train_csv()?;
-    let mut eval_csv = run_dir.eval_csv()?;
+    let mut recorder = EvalRecorder::new(
+        run_dir,
+        run_dir.eval_csv()?,
+        spec.clone(),
+        &settings.env.id,
+        None,
+    );
     let num_steps = settings.ppo.num_steps;
-    let steps_per_update = (num_steps * num_envs) as u64;
+    let steps_per_update = settings.steps_per_update();
     let num_updates = learner.num_updates;
     let total_env_steps = num_updates * steps_per_update;
     let interval = settings.eval.interval_steps;
 
     let mut env_steps = 0u64;
     let mut train_time = Duration::ZERO;
-    let mut recent_returns: VecDeque<f64> = VecDeque::with_capacity(100);
+    let mut recent_returns = RecentReturns::default();
     let mut next_eval = interval;
     let mut last_eval: Option<EvalResult> = None;
     let mut ending = Ending::Completed;
@@ -165,41 +191,27 @@ pub fn train_in_process(
         last_eval_return: None,
     };
 
-    let mut evaluate = |learner: &PpoLearner,
-                        env_steps: u64,
-                        progress: &mut Progress,
-                        observer: &mut dyn Observer|
+    let mut evaluate_now = |learner: &PpoLearner,
+                            env_steps: u64,
+                            progress: &mut Progress,
+                            observer: &mut dyn Observer|
      -> Result<EvalResult, RuntimeError> {
-        eval_policy.set_weights(&learner.policy_weights())?;
-        let returns = evaluate_episodes(
+        let weights = learner.policy_weights();
+        eval_policy.set_weights(&weights)?;
+        let result = evaluate(
             registry,
-            &settings.env.id,
+            settings,
             &mut eval_policy,
             learner.obs_norm.as_ref(),
-            settings.eval.episodes,
-            derive_seed(seed, EVAL_SALT),
-        )?;
-        let result = EvalResult {
             env_steps,
-            policy_version: learner.updates_done,
-            returns,
-        };
-        let (min, max) = result
-            .returns
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(*r), hi.max(*r))
-            });
-        eval_csv.row(&[
-            Value::Float(start.elapsed().as_secs_f64()),
-            Value::Int(env_steps),
-            Value::Int(result.policy_version),
-            Value::Float(result.mean()),
-            Value::Float(result.std()),
-            Value::Float(min),
-            Value::Float(max),
-            Value::Int(result.returns.len() as u64),
-        ])?;
+            learner.updates_done,
+        )?;
+        recorder.record(
+            start.elapsed().as_secs_f64(),
+            &result,
+            &weights,
+            learner.obs_norm.as_ref(),
+        )?;
         progress.last_eval_return = Some(result.mean());
         progress.elapsed = start.elapsed();
         observer.on_eval(progress, &result);
@@ -218,45 +230,24 @@ pub fn train_in_process(
         train_time += update_start.elapsed();
         env_steps += steps_per_update;
 
-        for episode in &rollout.episodes {
-            if recent_returns.len() == 100 {
-                recent_returns.pop_front();
-            }
-            recent_returns.push_back(episode.episode_return);
-        }
-        let episode_return_mean = (!recent_returns.is_empty())
-            .then(|| recent_returns.iter().sum::<f64>() / recent_returns.len() as f64);
+        recent_returns.extend(&rollout.episodes);
+        let episode_return_mean = recent_returns.mean();
         progress.elapsed = start.elapsed();
         progress.env_steps = env_steps;
         progress.updates = learner.updates_done;
         progress.steps_per_s = env_steps as f64 / train_time.as_secs_f64().max(1e-9);
         progress.episode_return_mean = episode_return_mean;
-        train_csv.row(&[
-            Value::Float(progress.elapsed.as_secs_f64()),
-            Value::Int(env_steps),
-            Value::Int(learner.updates_done),
-            Value::Float(progress.steps_per_s),
-            Value::Float(stats.policy_loss),
-            Value::Float(stats.value_loss),
-            Value::Float(stats.entropy),
-            Value::Float(stats.approx_kl),
-            Value::Float(stats.clip_frac),
-            Value::Float(stats.explained_variance),
-            Value::Float(stats.learning_rate),
-            Value::Float(episode_return_mean.unwrap_or(f64::NAN)),
-        ])?;
+        train_csv.row(&train_row(&progress, &stats))?;
         observer.on_update(&progress, &stats);
 
         if env_steps >= next_eval {
-            last_eval = Some(evaluate(&learner, env_steps, &mut progress, observer)?);
-            while next_eval <= env_steps {
-                next_eval += interval;
-            }
+            last_eval = Some(evaluate_now(&learner, env_steps, &mut progress, observer)?);
+            next_eval = next_eval_after(env_steps, interval);
         }
     }
     let evaluated_last = last_eval.as_ref().is_some_and(|e| e.env_steps == env_steps);
     if ending == Ending::Completed && env_steps > 0 && !evaluated_last {
-        last_eval = Some(evaluate(&learner, env_steps, &mut progress, observer)?);
+        last_eval = Some(evaluate_now(&learner, env_steps, &mut progress, observer)?);
     }
     run_dir.write_policy(
         &spec,
@@ -269,5 +260,44 @@ pub fn train_in_process(
         env_steps,
         updates: learner.updates_done,
         last_eval,
+        restarts: 0,
+        rejected_messages: 0,
     })
+}
+
+/// The returns of the last 100 finished training episodes.
+#[derive(Debug, Default)]
+pub(crate) struct RecentReturns(VecDeque<f64>);
+
+impl RecentReturns {
+    pub fn extend(&mut self, episodes: &[rl_policy::EpisodeRecord]) {
+        for episode in episodes {
+            if self.0.len() == 100 {
+                self.0.pop_front();
+            }
+            self.0.push_back(episode.episode_return);
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (!self.0.is_empty()).then(|| self.0.iter().sum::<f64>() / self.0.len() as f64)
+    }
+}
+
+/// One `train.csv` row.
+pub(crate) fn train_row(progress: &Progress, stats: &UpdateStats) -> [Value; 12] {
+    [
+        Value::Float(progress.elapsed.as_secs_f64()),
+        Value::Int(progress.env_steps),
+        Value::Int(progress.updates),
+        Value::Float(progress.steps_per_s),
+        Value::Float(stats.policy_loss),
+        Value::Float(stats.value_loss),
+        Value::Float(stats.entropy),
+        Value::Float(stats.approx_kl),
+        Value::Float(stats.clip_frac),
+        Value::Float(stats.explained_variance),
+        Value::Float(stats.learning_rate),
+        Value::Float(progress.episode_return_mean.unwrap_or(f64::NAN)),
+    ]
 }

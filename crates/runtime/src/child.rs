@@ -1,0 +1,225 @@
+//! Child processes: how the supervisor starts them and what they do first.
+//!
+//! A child is the current executable run again with a role, so a user's own
+//! binary, with its own registered envs, works the same way as `train`:
+//!
+//! ```text
+//! <exe> --ferrorl-child <role> --run-dir <dir> --control-fd <fd> --parent <pid>
+//! ```
+//!
+//! The only descriptor inherited is the control channel's end; the first
+//! message on it is a [`Setup`] with the settings and, attached, the weight
+//! block (and a worker's data channel to the learner). Before anything else
+//! the child asks to be killed when the supervisor exits
+//! ([`rl_ipc::process::die_with_parent`]), names itself for `ps`, and
+//! ignores SIGINT: a Ctrl-C in the terminal reaches the whole process group,
+//! and only the supervisor decides what it means.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rl_env::Registry;
+use rl_ipc::messages::{recv_json, send_json, RoleSetup, Setup};
+use rl_ipc::process::{die_with_parent, set_process_name};
+use rl_ipc::{Channel, WeightBlock};
+
+use crate::trainer::RuntimeError;
+use crate::TrainSettings;
+
+/// The first argument of a child process.
+pub const CHILD_FLAG: &str = "--ferrorl-child";
+
+/// How long a child waits for its [`Setup`].
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A started child: its process and its control channel.
+pub(crate) struct ChildHandle {
+    pub process: Child,
+    pub control: Channel,
+}
+
+impl ChildHandle {
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// SIGKILL (a no-op once it has exited).
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+    }
+}
+
+/// Starts the current executable as a child with `role` (a label for `ps`
+/// and messages) and sends it `setup` with `fds` attached.
+pub(crate) fn spawn_child(
+    role: &str,
+    run_dir: &Path,
+    setup: &Setup,
+    fds: &[BorrowedFd<'_>],
+) -> Result<ChildHandle, RuntimeError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| RuntimeError::Setup(format!("cannot find the running executable: {e}")))?;
+    let (control, child_end) = Channel::pair()?;
+    let inherited = child_end.inheritable()?;
+    let mut command = Command::new(&exe);
+    command
+        .arg(CHILD_FLAG)
+        .arg(role)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .arg("--control-fd")
+        .arg(inherited.as_raw_fd().to_string())
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        // Acting needs no thread pools; keep any library that has one small.
+        .env("OMP_NUM_THREADS", "1");
+    let process = command.spawn().map_err(|e| {
+        RuntimeError::Setup(format!(
+            "cannot start the {role} process ({}): {e}",
+            exe.display()
+        ))
+    })?;
+    drop(inherited);
+    drop(child_end);
+    let mut handle = ChildHandle { process, control };
+    if let Err(e) = send_json(&handle.control, setup, fds) {
+        handle.kill();
+        let _ = handle.process.wait();
+        return Err(RuntimeError::Setup(format!(
+            "cannot set up the {role} process: {e}"
+        )));
+    }
+    Ok(handle)
+}
+
+/// What a child needs besides its role's own setup.
+pub(crate) struct ChildContext {
+    pub control: Channel,
+    pub settings: TrainSettings,
+    pub run_dir: std::path::PathBuf,
+    pub start_unix_s: f64,
+    pub block: WeightBlock,
+    /// Descriptors attached to the setup after the weight block.
+    pub extra_fds: Vec<OwnedFd>,
+}
+
+impl ChildContext {
+    /// Seconds since the run started.
+    pub fn elapsed_s(&self) -> f64 {
+        (unix_now() - self.start_unix_s).max(0.0)
+    }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct ChildArgs {
+    role: String,
+    control_fd: i32,
+    parent: u32,
+}
+
+fn parse_child_args(args: &[String]) -> Result<ChildArgs, String> {
+    let usage = || {
+        format!(
+            "{CHILD_FLAG} is for processes a run starts itself: {CHILD_FLAG} <role> --run-dir <dir> --control-fd <fd> --parent <pid>"
+        )
+    };
+    let [role, k1, _run_dir, k2, fd, k3, parent] = args else {
+        return Err(usage());
+    };
+    if (k1.as_str(), k2.as_str(), k3.as_str()) != ("--run-dir", "--control-fd", "--parent") {
+        return Err(usage());
+    }
+    Ok(ChildArgs {
+        role: role.clone(),
+        control_fd: fd.parse().map_err(|_| usage())?,
+        parent: parent.parse().map_err(|_| usage())?,
+    })
+}
+
+/// When this process was started as a child of a run (its first argument
+/// is [`CHILD_FLAG`]), runs its role and returns the exit code; `None`
+/// otherwise. Binaries call this first thing, with the registry they train
+/// with.
+pub fn run_child_if_requested(registry: &Registry) -> Option<u8> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some(CHILD_FLAG) {
+        return None;
+    }
+    let parsed = match parse_child_args(&args[1..]) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
+            return Some(2);
+        }
+    };
+    if let Err(e) = die_with_parent(parsed.parent) {
+        eprintln!("{}: {e}", parsed.role);
+        return Some(1);
+    }
+    // SAFETY: ignoring a signal installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGINT,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+    set_process_name(&format!("rl-{}", parsed.role));
+    match run_role(registry, &parsed) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            eprintln!("{}: {e}", parsed.role);
+            Some(1)
+        }
+    }
+}
+
+fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
+    // SAFETY: the supervisor passed this descriptor for this process to own.
+    let control = unsafe { Channel::from_inherited(args.control_fd) }?;
+    let mut buf = Vec::new();
+    let (setup, fds): (Setup, Vec<OwnedFd>) = recv_json(&control, &mut buf, Some(SETUP_TIMEOUT))?;
+    let settings: TrainSettings = serde_json::from_str(&setup.settings_json)
+        .map_err(|e| RuntimeError::Setup(format!("bad settings from the supervisor: {e}")))?;
+    let mut fds = fds.into_iter();
+    let block_fd = fds
+        .next()
+        .ok_or_else(|| RuntimeError::Setup("the setup carried no weight block".into()))?;
+    let context = ChildContext {
+        control,
+        settings,
+        run_dir: setup.run_dir.into(),
+        start_unix_s: setup.start_unix_s,
+        block: WeightBlock::open(block_fd)?,
+        extra_fds: fds.collect(),
+    };
+    match setup.role {
+        RoleSetup::Learner => crate::learner::run_learner(registry, context),
+        RoleSetup::Worker {
+            worker,
+            generation,
+            first_env_index,
+            num_envs,
+            seed,
+        } => crate::worker::run_worker(
+            registry,
+            context,
+            crate::worker::WorkerIdentity {
+                worker,
+                generation,
+                first_env_index,
+                num_envs: num_envs as usize,
+                seed,
+            },
+        ),
+        RoleSetup::Evaluator { .. } => crate::evaluator::run_evaluator(registry, context),
+    }
+}

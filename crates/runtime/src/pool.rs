@@ -1,0 +1,399 @@
+//! The learner's side of the workers: one data channel and one rollout slot
+//! per worker process, and the rollouts of the current round.
+//!
+//! A round is synchronous: every worker gets `Collect { version }` for the
+//! weights just published and the round is complete when each has delivered
+//! a rollout collected with exactly those weights. Anything else a worker
+//! sends is rejected, counted, and reported as a [`PoolEvent::Replace`] (the
+//! supervisor kills the process and starts another, which joins with the
+//! next generation number). So are a worker that stays silent past its
+//! deadline and one whose channel closes. Nothing a retired process sends
+//! is read again: its channel and slot are dropped on the spot.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rl_ipc::channel::wait_any;
+use rl_ipc::frame::DecodeScratch;
+use rl_ipc::messages::{ToLearner, ToWorker};
+use rl_ipc::{Channel, ChannelError, RolloutHeader, RolloutSlot};
+use rl_policy::Rollout;
+
+/// Where one worker stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LinkState {
+    /// No process: never started, or retired and not yet replaced.
+    Absent,
+    /// Started; its hello (with the slot) has not arrived.
+    Joining { since: Instant },
+    /// Ready, with nothing asked of it.
+    Idle,
+    /// Asked for a rollout of the current round.
+    Collecting { since: Instant },
+}
+
+struct WorkerLink {
+    generation: u32,
+    channel: Option<Channel>,
+    slot: Option<RolloutSlot>,
+    state: LinkState,
+    /// Whether its rollout for the current round is in.
+    delivered: bool,
+}
+
+/// Something only the supervisor can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolEvent {
+    /// Kill this worker process if it still runs, and start another.
+    Replace {
+        worker: u32,
+        generation: u32,
+        reason: String,
+    },
+    /// A replacement process said hello: its envs start fresh episodes.
+    Rejoined { worker: u32, generation: u32 },
+}
+
+/// The sizes every worker's rollouts must have.
+#[derive(Debug, Clone, Copy)]
+pub struct RolloutShape {
+    pub num_steps: usize,
+    pub envs_per_worker: usize,
+    pub obs_dim: usize,
+    pub action_dim: usize,
+}
+
+/// See the module documentation.
+pub struct WorkerPool {
+    links: Vec<WorkerLink>,
+    shape: RolloutShape,
+    slot_capacity: usize,
+    timeout: Duration,
+    version: Option<u64>,
+    parts: Vec<Rollout>,
+    scratch: DecodeScratch,
+    buf: Vec<u8>,
+    /// Worker messages rejected so far.
+    pub rejected: u64,
+}
+
+impl WorkerPool {
+    pub fn new(num_workers: usize, shape: RolloutShape, timeout: Duration) -> Self {
+        let slot_capacity = rl_ipc::frame::max_payload_len(
+            shape.num_steps,
+            shape.envs_per_worker,
+            shape.obs_dim,
+            shape.action_dim,
+        )
+        .unwrap_or(u64::MAX) as usize;
+        WorkerPool {
+            links: (0..num_workers)
+                .map(|_| WorkerLink {
+                    generation: 0,
+                    channel: None,
+                    slot: None,
+                    state: LinkState::Absent,
+                    delivered: false,
+                })
+                .collect(),
+            shape,
+            slot_capacity,
+            timeout,
+            version: None,
+            parts: (0..num_workers).map(|_| Rollout::default()).collect(),
+            scratch: DecodeScratch::default(),
+            buf: Vec::new(),
+            rejected: 0,
+        }
+    }
+
+    pub fn num_workers(&self) -> usize {
+        self.links.len()
+    }
+
+    /// A worker process started (generation `generation`); `channel` is its
+    /// data channel. Replaces whatever the pool knew of that worker.
+    pub fn join(&mut self, worker: u32, generation: u32, channel: OwnedFd) -> Result<(), String> {
+        let num_workers = self.links.len();
+        let link = self
+            .links
+            .get_mut(worker as usize)
+            .ok_or_else(|| format!("worker {worker} joined a pool of {num_workers}"))?;
+        link.generation = generation;
+        link.channel = Some(Channel::from_fd(channel));
+        link.slot = None;
+        link.state = LinkState::Joining {
+            since: Instant::now(),
+        };
+        Ok(())
+    }
+
+    /// Starts a round for weights `version` (published already): asks every
+    /// ready worker for a rollout.
+    pub fn start_round(&mut self, version: u64) -> Vec<PoolEvent> {
+        self.version = Some(version);
+        for link in &mut self.links {
+            link.delivered = false;
+        }
+        let mut events = Vec::new();
+        for worker in 0..self.links.len() {
+            self.ask(worker, &mut events);
+        }
+        events
+    }
+
+    /// Whether every worker's rollout of the current round is in.
+    pub fn round_complete(&self) -> bool {
+        self.version.is_some() && self.links.iter().all(|l| l.delivered)
+    }
+
+    /// Asks `worker` for the current round's rollout if it is ready and has
+    /// not delivered it.
+    fn ask(&mut self, worker: usize, events: &mut Vec<PoolEvent>) {
+        let Some(version) = self.version else {
+            return;
+        };
+        let link = &mut self.links[worker];
+        if link.delivered || link.state != LinkState::Idle {
+            return;
+        }
+        let sent = link
+            .channel
+            .as_ref()
+            .map(|c| c.send(&ToWorker::Collect { version }.encode(), &[]));
+        match sent {
+            Some(Ok(())) => {
+                link.state = LinkState::Collecting {
+                    since: Instant::now(),
+                }
+            }
+            Some(Err(e)) => {
+                self.retire(worker, format!("cannot ask it for a rollout: {e}"), events)
+            }
+            None => {}
+        }
+    }
+
+    /// Drops a worker's channel and slot and asks for a replacement.
+    fn retire(&mut self, worker: usize, reason: String, events: &mut Vec<PoolEvent>) {
+        let link = &mut self.links[worker];
+        link.channel = None;
+        link.slot = None;
+        link.state = LinkState::Absent;
+        events.push(PoolEvent::Replace {
+            worker: worker as u32,
+            generation: link.generation,
+            reason,
+        });
+    }
+
+    fn reject(&mut self, worker: usize, reason: String, events: &mut Vec<PoolEvent>) {
+        self.rejected += 1;
+        self.retire(worker, format!("rejected its message: {reason}"), events);
+    }
+
+    /// Waits up to `wait` for worker messages (and for `extra` to become
+    /// readable), handles them, and retires workers past their deadline.
+    /// Returns whether `extra` is readable, and what the supervisor must do.
+    pub fn poll(
+        &mut self,
+        extra: Option<BorrowedFd<'_>>,
+        wait: Duration,
+    ) -> Result<(bool, Vec<PoolEvent>), ChannelError> {
+        let mut events = Vec::new();
+        let now = Instant::now();
+        // Wake up in time for the nearest deadline.
+        let mut wait = wait;
+        for link in &self.links {
+            if let LinkState::Joining { since } | LinkState::Collecting { since } = link.state {
+                wait = wait.min((since + self.timeout).saturating_duration_since(now));
+            }
+        }
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        for (i, link) in self.links.iter().enumerate() {
+            if let Some(c) = &link.channel {
+                fds.push(c.as_fd());
+                owners.push(i);
+            }
+        }
+        if let Some(fd) = extra {
+            fds.push(fd);
+        }
+        let ready = wait_any(&fds, wait)?;
+        let extra_ready = extra.is_some() && ready.last().copied().unwrap_or(false);
+        let ready_workers: Vec<usize> = owners
+            .iter()
+            .zip(&ready)
+            .filter(|(_, r)| **r)
+            .map(|(w, _)| *w)
+            .collect();
+        drop(fds);
+        for worker in ready_workers {
+            self.receive(worker, &mut events);
+        }
+        let now = Instant::now();
+        for worker in 0..self.links.len() {
+            let link = &self.links[worker];
+            let overdue = |since: Instant| now.duration_since(since) >= self.timeout;
+            let reason = match link.state {
+                LinkState::Joining { since } if overdue(since) => "did not start",
+                LinkState::Collecting { since } if overdue(since) => "delivered no rollout",
+                _ => continue,
+            };
+            let reason = format!(
+                "{reason} within {:.1} s ([run] worker_timeout_s)",
+                self.timeout.as_secs_f64()
+            );
+            self.retire(worker, reason, &mut events);
+        }
+        Ok((extra_ready, events))
+    }
+
+    fn receive(&mut self, worker: usize, events: &mut Vec<PoolEvent>) {
+        let Some(channel) = &self.links[worker].channel else {
+            return;
+        };
+        let received = match channel.recv(&mut self.buf, Some(Duration::ZERO)) {
+            Ok(received) => received,
+            Err(ChannelError::Timeout(_)) => return,
+            Err(ChannelError::Closed) => {
+                return self.retire(worker, "its process exited".to_string(), events)
+            }
+            Err(e) => return self.reject(worker, e.to_string(), events),
+        };
+        let message = match ToLearner::decode(&self.buf[..received.len]) {
+            Ok(message) => message,
+            Err(e) => return self.reject(worker, e.to_string(), events),
+        };
+        let generation = self.links[worker].generation;
+        match message {
+            ToLearner::Hello {
+                worker: id,
+                generation: g,
+                slot_capacity,
+            } => {
+                if !matches!(self.links[worker].state, LinkState::Joining { .. }) {
+                    return self.reject(worker, "a second hello".into(), events);
+                }
+                if (id, g) != (worker as u32, generation) {
+                    return self.reject(
+                        worker,
+                        format!("a hello from worker {id} generation {g} on the channel of worker {worker} generation {generation}"),
+                        events,
+                    );
+                }
+                if slot_capacity != self.slot_capacity as u64 {
+                    return self.reject(
+                        worker,
+                        format!(
+                            "a slot of {slot_capacity} bytes, expected {}",
+                            self.slot_capacity
+                        ),
+                        events,
+                    );
+                }
+                let Some(fd) = received.fds.into_iter().next() else {
+                    return self.reject(worker, "a hello without its slot".into(), events);
+                };
+                match RolloutSlot::open(fd, self.slot_capacity) {
+                    Ok(slot) => self.links[worker].slot = Some(slot),
+                    Err(e) => return self.reject(worker, e.to_string(), events),
+                }
+                self.links[worker].state = LinkState::Idle;
+                if generation > 0 {
+                    events.push(PoolEvent::Rejoined {
+                        worker: worker as u32,
+                        generation,
+                    });
+                }
+                self.ask(worker, events);
+            }
+            ToLearner::Rollout(header) => {
+                if let Err(reason) = self.accept(worker, &header) {
+                    return self.reject(worker, reason, events);
+                }
+                self.links[worker].state = LinkState::Idle;
+                self.links[worker].delivered = true;
+            }
+        }
+    }
+
+    /// Checks a rollout header against what this worker owes, then copies
+    /// and checks the payload.
+    fn accept(&mut self, worker: usize, h: &RolloutHeader) -> Result<(), String> {
+        let link = &self.links[worker];
+        if !matches!(link.state, LinkState::Collecting { .. }) {
+            return Err("a rollout nobody asked for".into());
+        }
+        if (h.worker, h.generation) != (worker as u32, link.generation) {
+            return Err(format!(
+                "a rollout from worker {} generation {} on the channel of worker {worker} generation {}",
+                h.worker, h.generation, link.generation
+            ));
+        }
+        let version = self.version.unwrap_or(u64::MAX);
+        if h.weights_version != version {
+            return Err(format!(
+                "a rollout collected with weights version {}, the round is for version {version}",
+                h.weights_version
+            ));
+        }
+        let s = self.shape;
+        let sizes = [h.num_steps, h.num_envs, h.obs_dim, h.action_dim].map(|v| v as usize);
+        if sizes != [s.num_steps, s.envs_per_worker, s.obs_dim, s.action_dim] {
+            return Err(format!(
+                "a rollout of {} steps x {} envs (obs {}, action {}); this run uses {} x {} (obs {}, action {})",
+                sizes[0], sizes[1], sizes[2], sizes[3],
+                s.num_steps, s.envs_per_worker, s.obs_dim, s.action_dim
+            ));
+        }
+        let slot = link.slot.as_ref().ok_or("a rollout before its slot")?;
+        let part = &mut self.parts[worker];
+        slot.read(h, &mut self.scratch, part)
+            .map_err(|e| e.to_string())?;
+        let first = (worker * s.envs_per_worker) as u32;
+        let envs = first..first + s.envs_per_worker as u32;
+        if let Some(e) = part.episodes.iter().find(|e| !envs.contains(&e.env)) {
+            return Err(format!(
+                "an episode of env {}, outside the worker's envs {envs:?}",
+                e.env
+            ));
+        }
+        Ok(())
+    }
+
+    /// The envs of `worker`, as global indices.
+    pub fn env_range(&self, worker: u32) -> std::ops::Range<usize> {
+        let first = worker as usize * self.shape.envs_per_worker;
+        first..first + self.shape.envs_per_worker
+    }
+
+    /// Puts the round's rollouts together into `merged` (all envs, in
+    /// global env order, episodes as one collector would list them).
+    pub fn merge_into(&self, merged: &mut Rollout) -> Result<(), String> {
+        let s = self.shape;
+        merged.reshape(
+            s.num_steps,
+            s.envs_per_worker * self.links.len(),
+            s.obs_dim,
+            s.action_dim,
+        );
+        for (worker, part) in self.parts.iter().enumerate() {
+            merged.place_envs(part, worker * s.envs_per_worker)?;
+        }
+        merged.sort_episodes();
+        Ok(())
+    }
+
+    /// Asks every worker to exit.
+    pub fn stop_all(&mut self) {
+        for link in &mut self.links {
+            if let Some(c) = link.channel.take() {
+                let _ = c.send_within(&ToWorker::Stop.encode(), &[], Duration::from_millis(100));
+            }
+            link.slot = None;
+            link.state = LinkState::Absent;
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! The supervisor: `train` itself when `[run] num_workers >= 1`. It holds no
+//! tensors. It creates the weight block, starts the learner, the workers and
+//! the evaluator, connects each worker to the learner, watches every process,
+//! restarts workers and the evaluator when they fail (within
+//! `[run] max_restarts`, with back-off), turns Ctrl-C and SIGTERM into an
+//! orderly stop (a second one kills everything at once), and does not return
+//! before every process it started has exited and been reaped.
+//!
+//! ```text
+//! supervisor --Setup--> learner        (waits for Ready)
+//! supervisor --Setup--> worker k       (its data channel attached)
+//! supervisor --WorkerJoined{k}--> learner (the other end attached)
+//! supervisor --Setup--> evaluator
+//! ...
+//! learner --ReplaceWorker{k, g}--> supervisor: kill g, start g + 1, WorkerJoined{k, g + 1}
+//! learner --Finished--> supervisor --Finish{v}--> evaluator --Done--> supervisor
+//! ```
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rl_algo::ppo::UpdateStats;
+use rl_env::Registry;
+use rl_ipc::channel::wait_any;
+use rl_ipc::messages::{
+    recv_json, send_json, EvaluatorToSupervisor, LearnerToSupervisor, RoleSetup, RunReport, Setup,
+    SupervisorToEvaluator, SupervisorToLearner, UpdateReport, WorkerToSupervisor,
+};
+use rl_ipc::{Channel, ChannelError, WeightBlock};
+
+use crate::child::{spawn_child, unix_now, ChildHandle};
+use crate::run_dir::RunDir;
+use crate::trainer::{
+    spec_for, Ending, EvalResult, Observer, Progress, RuntimeError, TrainSummary,
+};
+use crate::worker::worker_seed;
+use crate::TrainSettings;
+
+/// How long the learner may take to start (loading libtorch, initialising
+/// CUDA); its death is noticed at once regardless.
+const LEARNER_START: Duration = Duration::from_secs(300);
+/// How long processes get to exit on their own once told to.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// The longest wait between restarts of one process.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the supervisor looks at its processes when nothing happens.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Where the run stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Training,
+    /// The learner finished; the evaluator does the last evaluation.
+    Finishing,
+    /// A stop was requested (Ctrl-C, SIGTERM); the learner saves and exits.
+    Stopping,
+    /// Too many restarts: the learner saves and exits, then the run fails.
+    GivingUp(String),
+}
+
+/// One restartable process (a worker or the evaluator).
+struct Restartable {
+    label: String,
+    handle: Option<ChildHandle>,
+    generation: u32,
+    restarts: u32,
+    restart_at: Option<Instant>,
+}
+
+impl Restartable {
+    fn new(label: String, handle: ChildHandle) -> Self {
+        Restartable {
+            label,
+            handle: Some(handle),
+            generation: 0,
+            restarts: 0,
+            restart_at: None,
+        }
+    }
+}
+
+struct Supervisor<'a> {
+    settings: &'a TrainSettings,
+    run_dir: &'a RunDir,
+    observer: &'a mut dyn Observer,
+    settings_json: String,
+    start_unix_s: f64,
+    block: WeightBlock,
+    learner: Option<ChildHandle>,
+    learner_report: Option<LearnerEnd>,
+    learner_failure: Option<String>,
+    workers: Vec<Restartable>,
+    evaluator: Restartable,
+    evaluator_done: bool,
+    total_restarts: u32,
+    phase: Phase,
+    phase_since: Instant,
+    progress: Progress,
+    last_eval: Option<EvalResult>,
+    final_version: Option<u64>,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LearnerEnd {
+    Finished(RunReport),
+    Stopped(RunReport),
+}
+
+/// Trains with separate learner, worker and evaluator processes (see the
+/// module documentation) until the step budget is spent or a signal is
+/// counted in `signals` (the first stops in order, the second at once).
+pub fn train_multi_process(
+    registry: &Registry,
+    settings: &TrainSettings,
+    run_dir: &RunDir,
+    signals: &AtomicUsize,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary, RuntimeError> {
+    let spec = spec_for(registry, settings)?;
+    let stats_len = if settings.ppo.normalize_obs {
+        2 * spec.obs_dim
+    } else {
+        0
+    };
+    let block = WeightBlock::create_with_stats(spec.layout().total_len, stats_len)?;
+    run_dir.create_csv_files()?;
+    let settings_json =
+        serde_json::to_string(settings).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+    let num_updates = settings.ppo.num_updates(settings.env.num_envs);
+    let mut supervisor = Supervisor {
+        settings,
+        run_dir,
+        observer,
+        settings_json,
+        start_unix_s: unix_now(),
+        block,
+        learner: None,
+        learner_report: None,
+        learner_failure: None,
+        workers: Vec::new(),
+        evaluator: Restartable {
+            label: "evaluator".into(),
+            handle: None,
+            generation: 0,
+            restarts: 0,
+            restart_at: None,
+        },
+        evaluator_done: false,
+        total_restarts: 0,
+        phase: Phase::Training,
+        phase_since: Instant::now(),
+        progress: Progress {
+            elapsed: Duration::ZERO,
+            env_steps: 0,
+            total_env_steps: num_updates * settings.steps_per_update(),
+            updates: 0,
+            steps_per_s: 0.0,
+            episode_return_mean: None,
+            last_eval_return: None,
+        },
+        last_eval: None,
+        final_version: None,
+        buf: Vec::new(),
+    };
+    let result = supervisor.run(signals);
+    // Whatever happened, nothing we started outlives this call.
+    supervisor.kill_and_reap_all();
+    supervisor.remove_temporary_files();
+    result
+}
+
+impl Supervisor<'_> {
+    fn setup(&self, role: RoleSetup) -> Setup {
+        Setup {
+            run_dir: self.run_dir.path().display().to_string(),
+            settings_json: self.settings_json.clone(),
+            start_unix_s: self.start_unix_s,
+            role,
+        }
+    }
+
+    fn run(&mut self, signals: &AtomicUsize) -> Result<TrainSummary, RuntimeError> {
+        let run_dir = self.run_dir.path().to_path_buf();
+        let learner = spawn_child(
+            "learner",
+            &run_dir,
+            &self.setup(RoleSetup::Learner),
+            &[self.block.fd()],
+        )?;
+        self.learner = Some(learner);
+        if let Some(summary) = self.wait_for_learner(signals)? {
+            return Ok(summary);
+        }
+        for k in 0..self.settings.run.num_workers {
+            let handle = self.spawn_worker(k as u32, 0)?;
+            self.workers
+                .push(Restartable::new(format!("worker {k}"), handle));
+        }
+        self.evaluator.handle = Some(self.spawn_evaluator(0)?);
+        self.supervise(signals)
+    }
+
+    /// Waits for the learner's `Ready`; `Some` when a signal ended the run
+    /// first.
+    fn wait_for_learner(
+        &mut self,
+        signals: &AtomicUsize,
+    ) -> Result<Option<TrainSummary>, RuntimeError> {
+        let deadline = Instant::now() + LEARNER_START;
+        loop {
+            if signals.load(Ordering::SeqCst) > 0 {
+                return Ok(Some(self.summary(Ending::Interrupted)));
+            }
+            let learner = self
+                .learner
+                .as_mut()
+                .ok_or_else(|| RuntimeError::Failed("no learner".into()))?;
+            if let Some(status) = learner.process.try_wait().map_err(io_error)? {
+                return Err(RuntimeError::Failed(format!(
+                    "the learner process exited while starting ({status})"
+                )));
+            }
+            match recv_json::<LearnerToSupervisor>(&learner.control, &mut self.buf, Some(TICK)) {
+                Ok((LearnerToSupervisor::Ready, _)) => return Ok(None),
+                Ok((LearnerToSupervisor::Failed { message }, _)) => {
+                    return Err(RuntimeError::Failed(format!(
+                        "the learner failed to start: {message}"
+                    )))
+                }
+                Ok((other, _)) => {
+                    return Err(RuntimeError::Failed(format!(
+                        "the learner sent {other:?} before it was ready"
+                    )))
+                }
+                Err(ChannelError::Timeout(_)) => {}
+                // The exit itself is reported on the next pass.
+                Err(ChannelError::Closed) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(e.into()),
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Failed(format!(
+                    "the learner did not start within {} s",
+                    LEARNER_START.as_secs()
+                )));
+            }
+        }
+    }
+
+    fn spawn_worker(&mut self, worker: u32, generation: u32) -> Result<ChildHandle, RuntimeError> {
+        let per_worker = self.settings.envs_per_worker();
+        let (learner_end, worker_end) = Channel::pair()?;
+        let role = RoleSetup::Worker {
+            worker,
+            generation,
+            first_env_index: (worker as usize * per_worker) as u64,
+            num_envs: per_worker as u32,
+            seed: worker_seed(self.settings.run.seed, generation),
+        };
+        let handle = spawn_child(
+            &format!("worker-{worker}"),
+            self.run_dir.path(),
+            &self.setup(role),
+            &[self.block.fd(), worker_end.as_fd()],
+        )?;
+        drop(worker_end);
+        let learner = self
+            .learner
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Failed("no learner to connect a worker to".into()))?;
+        send_json(
+            &learner.control,
+            &SupervisorToLearner::WorkerJoined { worker, generation },
+            &[learner_end.as_fd()],
+        )?;
+        Ok(handle)
+    }
+
+    fn spawn_evaluator(&mut self, generation: u32) -> Result<ChildHandle, RuntimeError> {
+        let role = RoleSetup::Evaluator { generation };
+        spawn_child(
+            "evaluator",
+            self.run_dir.path(),
+            &self.setup(role),
+            &[self.block.fd()],
+        )
+    }
+
+    fn message(&mut self, text: String) {
+        self.observer.on_message(&format!("train: {text}"));
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.phase_since = Instant::now();
+    }
+
+    fn send_to_learner(&mut self, message: &SupervisorToLearner) {
+        if let Some(learner) = &self.learner {
+            // A learner that cannot be told is noticed when it exits.
+            let _ = send_json(&learner.control, message, &[]);
+        }
+    }
+
+    fn send_to_evaluator(&mut self, message: &SupervisorToEvaluator) {
+        if let Some(evaluator) = &self.evaluator.handle {
+            let _ = send_json(&evaluator.control, message, &[]);
+        }
+    }
+
+    fn supervise(&mut self, signals: &AtomicUsize) -> Result<TrainSummary, RuntimeError> {
+        let mut handled_signals = 0;
+        loop {
+            let count = signals.load(Ordering::SeqCst);
+            if count >= 2 {
+                self.message("second interrupt: stopping every process now".into());
+                self.kill_and_reap_all();
+                return Ok(self.summary(Ending::Interrupted));
+            }
+            if count > handled_signals {
+                handled_signals = count;
+                if self.phase == Phase::Training || self.phase == Phase::Finishing {
+                    self.message(
+                        "stopping: the learner finishes its update and saves (interrupt again to stop at once)".into(),
+                    );
+                    self.send_to_learner(&SupervisorToLearner::Stop);
+                    self.send_to_evaluator(&SupervisorToEvaluator::Stop);
+                    self.set_phase(Phase::Stopping);
+                }
+            }
+            self.wait_and_read()?;
+            self.reap()?;
+            self.restart_due()?;
+            if let Some(summary) = self.finished()? {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// Waits up to a tick for any control message and handles what came.
+    fn wait_and_read(&mut self) -> Result<(), RuntimeError> {
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+        let mut who: Vec<Option<usize>> = Vec::new(); // None: learner; Some(n): worker n; Some(MAX): evaluator
+        if let Some(l) = &self.learner {
+            fds.push(l.control.as_fd());
+            who.push(None);
+        }
+        if let Some(e) = &self.evaluator.handle {
+            fds.push(e.control.as_fd());
+            who.push(Some(usize::MAX));
+        }
+        for (k, w) in self.workers.iter().enumerate() {
+            if let Some(h) = &w.handle {
+                fds.push(h.control.as_fd());
+                who.push(Some(k));
+            }
+        }
+        let ready = wait_any(&fds, TICK)?;
+        drop(fds);
+        for (who, ready) in who.into_iter().zip(ready) {
+            if !ready {
+                continue;
+            }
+            match who {
+                None => self.read_learner()?,
+                Some(usize::MAX) => self.read_evaluator()?,
+                Some(k) => self.read_worker(k),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_learner(&mut self) -> Result<(), RuntimeError> {
+        loop {
+            let Some(learner) = &self.learner else {
+                return Ok(());
+            };
+            let message = match recv_json::<LearnerToSupervisor>(
+                &learner.control,
+                &mut self.buf,
+                Some(Duration::ZERO),
+            ) {
+                Ok((message, _)) => message,
+                Err(ChannelError::Timeout(_) | ChannelError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            match message {
+                LearnerToSupervisor::Ready => {}
+                LearnerToSupervisor::Updated(report) => self.on_update(&report),
+                LearnerToSupervisor::ReplaceWorker {
+                    worker,
+                    generation,
+                    reason,
+                } => self.replace_worker(worker, generation, &reason),
+                LearnerToSupervisor::Finished(report) => {
+                    self.learner_report = Some(LearnerEnd::Finished(report));
+                    self.final_version = Some(report.updates);
+                    if self.phase == Phase::Training {
+                        self.set_phase(Phase::Finishing);
+                        self.send_to_evaluator(&SupervisorToEvaluator::Finish {
+                            final_version: report.updates,
+                        });
+                    }
+                }
+                LearnerToSupervisor::Stopped(report) => {
+                    self.learner_report = Some(LearnerEnd::Stopped(report));
+                }
+                LearnerToSupervisor::Failed { message } => {
+                    self.learner_failure = Some(message);
+                }
+            }
+        }
+    }
+
+    fn on_update(&mut self, report: &UpdateReport) {
+        self.progress = Progress {
+            elapsed: Duration::from_secs_f64(report.elapsed_s),
+            env_steps: report.env_steps,
+            total_env_steps: report.total_env_steps,
+            updates: report.updates,
+            steps_per_s: report.steps_per_s,
+            episode_return_mean: report.episode_return_mean,
+            last_eval_return: self.progress.last_eval_return,
+        };
+        let stats = UpdateStats {
+            policy_loss: report.policy_loss,
+            value_loss: report.value_loss,
+            entropy: report.entropy,
+            approx_kl: report.approx_kl,
+            old_approx_kl: f64::NAN,
+            clip_frac: report.clip_frac,
+            explained_variance: report.explained_variance,
+            learning_rate: report.learning_rate,
+            clip_coef: f64::NAN,
+            epochs: 0,
+        };
+        self.observer.on_update(&self.progress, &stats);
+    }
+
+    fn replace_worker(&mut self, worker: u32, generation: u32, reason: &str) {
+        let Some(slot) = self.workers.get_mut(worker as usize) else {
+            return;
+        };
+        if slot.generation != generation {
+            return; // Already replaced.
+        }
+        let pid = slot.handle.as_ref().map(ChildHandle::pid);
+        if let Some(handle) = &mut slot.handle {
+            handle.kill();
+        }
+        if self.phase == Phase::Training {
+            let pid = pid.map_or(String::new(), |p| format!(", pid {p}"));
+            self.message(format!(
+                "worker {worker} (generation {generation}{pid}) {reason}; replacing it"
+            ));
+        }
+    }
+
+    fn read_evaluator(&mut self) -> Result<(), RuntimeError> {
+        loop {
+            let Some(evaluator) = &self.evaluator.handle else {
+                return Ok(());
+            };
+            let message = match recv_json::<EvaluatorToSupervisor>(
+                &evaluator.control,
+                &mut self.buf,
+                Some(Duration::ZERO),
+            ) {
+                Ok((message, _)) => message,
+                Err(ChannelError::Timeout(_) | ChannelError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            match message {
+                EvaluatorToSupervisor::Ready => {
+                    // A replacement evaluator that starts after training ended.
+                    if let (Phase::Finishing, Some(v)) = (&self.phase, self.final_version) {
+                        self.send_to_evaluator(&SupervisorToEvaluator::Finish { final_version: v });
+                    }
+                }
+                EvaluatorToSupervisor::Evaluated(report) => {
+                    let result = EvalResult {
+                        env_steps: report.env_steps,
+                        policy_version: report.policy_version,
+                        returns: report.returns,
+                    };
+                    let mean = result.mean();
+                    self.progress.last_eval_return = Some(mean);
+                    self.progress.elapsed = Duration::from_secs_f64(report.elapsed_s);
+                    self.observer.on_eval(&self.progress, &result);
+                    self.last_eval = Some(result);
+                }
+                EvaluatorToSupervisor::Done => self.evaluator_done = true,
+                EvaluatorToSupervisor::Failed { message } => {
+                    self.message(format!("the evaluator failed: {message}"));
+                }
+            }
+        }
+    }
+
+    fn read_worker(&mut self, k: usize) {
+        let Some(handle) = &self.workers[k].handle else {
+            return;
+        };
+        if let Ok((WorkerToSupervisor::Failed { message }, _)) =
+            recv_json::<WorkerToSupervisor>(&handle.control, &mut self.buf, Some(Duration::ZERO))
+        {
+            let generation = self.workers[k].generation;
+            self.message(format!(
+                "worker {k} (generation {generation}) failed: {message}"
+            ));
+        }
+    }
+
+    /// Collects exited processes; schedules restarts; a learner that exits
+    /// before it reported an end fails the run.
+    fn reap(&mut self) -> Result<(), RuntimeError> {
+        if let Some(learner) = &mut self.learner {
+            if let Some(status) = learner.process.try_wait().map_err(io_error)? {
+                // Read whatever it said last (Finished, Stopped, Failed).
+                self.read_learner()?;
+                self.learner = None;
+                if self.learner_report.is_none() {
+                    let why = match self.learner_failure.take() {
+                        Some(message) => format!("the learner failed: {message}"),
+                        None => format!("the learner process died unexpectedly ({status})"),
+                    };
+                    return Err(RuntimeError::Failed(format!(
+                        "{why}; every process was stopped"
+                    )));
+                }
+            }
+        }
+        let training = self.phase == Phase::Training;
+        for k in 0..self.workers.len() {
+            let slot = &mut self.workers[k];
+            let Some(handle) = &mut slot.handle else {
+                continue;
+            };
+            let Some(status) = handle.process.try_wait().map_err(io_error)? else {
+                continue;
+            };
+            self.read_worker(k);
+            let slot = &mut self.workers[k];
+            slot.handle = None;
+            if training {
+                let label = slot.label.clone();
+                self.schedule_restart(Target::Worker(k), &format!("{label} exited ({status})"));
+            }
+        }
+        if let Some(handle) = &mut self.evaluator.handle {
+            if let Some(status) = handle.process.try_wait().map_err(io_error)? {
+                self.read_evaluator()?;
+                self.evaluator.handle = None;
+                let expected = self.evaluator_done
+                    || matches!(self.phase, Phase::Stopping | Phase::GivingUp(_));
+                if !expected {
+                    self.schedule_restart(
+                        Target::Evaluator,
+                        &format!("the evaluator exited ({status})"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_restart(&mut self, target: Target, what: &str) {
+        self.total_restarts += 1;
+        let limit = self.settings.run.max_restarts;
+        if self.total_restarts > limit {
+            let message = format!(
+                "{what}; that is {} restarts, more than [run] max_restarts = {limit}; stopping the run",
+                self.total_restarts
+            );
+            self.message(message.clone());
+            self.send_to_learner(&SupervisorToLearner::Stop);
+            self.send_to_evaluator(&SupervisorToEvaluator::Stop);
+            self.set_phase(Phase::GivingUp(message));
+            return;
+        }
+        let slot = match target {
+            Target::Worker(k) => &mut self.workers[k],
+            Target::Evaluator => &mut self.evaluator,
+        };
+        let base = self.settings.run.restart_backoff_s;
+        let delay = Duration::from_secs_f64(base * 2f64.powi(slot.restarts.min(16) as i32))
+            .min(MAX_BACKOFF);
+        slot.restarts += 1;
+        slot.restart_at = Some(Instant::now() + delay);
+        if matches!(target, Target::Evaluator) {
+            self.message(format!(
+                "{what}; restarting it in {:.1} s",
+                delay.as_secs_f64()
+            ));
+        }
+    }
+
+    fn restart_due(&mut self) -> Result<(), RuntimeError> {
+        let now = Instant::now();
+        let restarting = matches!(self.phase, Phase::Training | Phase::Finishing);
+        for k in 0..self.workers.len() {
+            let due = self.workers[k].restart_at.is_some_and(|t| t <= now);
+            if !due {
+                continue;
+            }
+            self.workers[k].restart_at = None;
+            if self.phase != Phase::Training {
+                continue;
+            }
+            let generation = self.workers[k].generation + 1;
+            let handle = self.spawn_worker(k as u32, generation)?;
+            self.workers[k].generation = generation;
+            self.workers[k].handle = Some(handle);
+        }
+        if self.evaluator.restart_at.is_some_and(|t| t <= now) {
+            self.evaluator.restart_at = None;
+            if restarting {
+                let generation = self.evaluator.generation + 1;
+                self.evaluator.handle = Some(self.spawn_evaluator(generation)?);
+                self.evaluator.generation = generation;
+            }
+        }
+        Ok(())
+    }
+
+    /// The summary once the run is over, `None` while it goes on.
+    fn finished(&mut self) -> Result<Option<TrainSummary>, RuntimeError> {
+        let workers_running = self.workers.iter().any(|w| w.handle.is_some());
+        let learner_gone = self.learner.is_none();
+        let evaluator_gone = self.evaluator.handle.is_none();
+        // Workers exit when the learner tells them or closes their channel;
+        // past the grace period they are killed.
+        if learner_gone && workers_running && self.phase_since.elapsed() > EXIT_GRACE {
+            for w in &mut self.workers {
+                if let Some(h) = &mut w.handle {
+                    h.kill();
+                }
+            }
+        }
+        // A stopping evaluator gets the same grace for the evaluation it is in.
+        let stopping = matches!(self.phase, Phase::Stopping | Phase::GivingUp(_));
+        if stopping && self.phase_since.elapsed() > EXIT_GRACE {
+            if let Some(h) = &mut self.evaluator.handle {
+                h.kill();
+            }
+        }
+        match &self.phase {
+            Phase::Training => Ok(None),
+            Phase::Finishing => {
+                let evaluation_over =
+                    (self.evaluator_done || self.evaluator.restart_at.is_none()) && evaluator_gone;
+                if learner_gone && !workers_running && evaluation_over {
+                    Ok(Some(self.summary(Ending::Completed)))
+                } else {
+                    Ok(None)
+                }
+            }
+            Phase::Stopping => {
+                if learner_gone && !workers_running && evaluator_gone {
+                    Ok(Some(self.summary(Ending::Interrupted)))
+                } else {
+                    Ok(None)
+                }
+            }
+            Phase::GivingUp(message) => {
+                if learner_gone && !workers_running && evaluator_gone {
+                    let saved = match self.learner_report {
+                        Some(LearnerEnd::Stopped(r)) | Some(LearnerEnd::Finished(r)) => format!(
+                            "; the weights after {} updates ({} env steps) are saved in {}",
+                            r.updates,
+                            r.env_steps,
+                            self.run_dir.path().join(crate::POLICY_FILE).display()
+                        ),
+                        None => String::new(),
+                    };
+                    Err(RuntimeError::Failed(format!("{message}{saved}")))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn summary(&self, ending: Ending) -> TrainSummary {
+        let (env_steps, updates, rejected) = match self.learner_report {
+            Some(LearnerEnd::Finished(r)) | Some(LearnerEnd::Stopped(r)) => {
+                (r.env_steps, r.updates, r.rejected_messages)
+            }
+            None => (self.progress.env_steps, self.progress.updates, 0),
+        };
+        TrainSummary {
+            ending,
+            env_steps,
+            updates,
+            last_eval: self.last_eval.clone(),
+            restarts: self.total_restarts,
+            rejected_messages: rejected,
+        }
+    }
+
+    /// SIGKILLs every process still running and reaps them all.
+    fn kill_and_reap_all(&mut self) {
+        let handles = self
+            .learner
+            .iter_mut()
+            .chain(self.evaluator.handle.iter_mut())
+            .chain(self.workers.iter_mut().filter_map(|w| w.handle.as_mut()));
+        for handle in handles {
+            handle.kill();
+            let _ = handle.process.wait();
+        }
+        self.learner = None;
+        self.evaluator.handle = None;
+        for w in &mut self.workers {
+            w.handle = None;
+            w.restart_at = None;
+        }
+        self.evaluator.restart_at = None;
+    }
+
+    /// Temporary files of atomic writes a killed process left behind.
+    fn remove_temporary_files(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.run_dir.path()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Worker(usize),
+    Evaluator,
+}
+
+fn io_error(e: std::io::Error) -> RuntimeError {
+    RuntimeError::Failed(format!("cannot watch a child process: {e}"))
+}
