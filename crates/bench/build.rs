@@ -1,0 +1,3 @@
+fn main() {
+    rl_torch_build::link_libtorch();
+}
