@@ -5,8 +5,6 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use rl_ipc::WeightBlock;
 
@@ -59,41 +57,75 @@ fn wrong_lengths_and_stale_versions_are_refused() {
     assert!(WeightBlock::create(0).is_err());
 }
 
+const READER_FD: &str = "RL_IPC_TEST_READER_FD";
+const LEN: usize = 50_000;
+
+/// Readers are other processes, as in a run: two children read the block as
+/// fast as they can while this process publishes 3000 versions, each a
+/// different constant; every set a reader gets must be all one value, the
+/// version's, and versions must never go back.
 #[test]
 fn readers_never_see_a_half_written_set_while_the_writer_races() {
-    const LEN: usize = 50_000;
     let mut writer = WeightBlock::create(LEN).unwrap();
-    // Readers use a second mapping of the same memfd, as another process would.
-    let reader_block = Arc::new(WeightBlock::open(writer.share().unwrap()).unwrap());
-    let done = Arc::new(AtomicBool::new(false));
+    writer.publish(&vec![0.0; LEN], 0).unwrap();
+    let fd = writer.share().unwrap();
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            let (b, done) = (Arc::clone(&reader_block), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let mut out = vec![0.0_f32; LEN];
-                let (mut reads, mut last) = (0, 0);
-                while !done.load(Ordering::Relaxed) {
-                    if let Some(version) = b.read_into(&mut out).unwrap() {
-                        assert!(version >= last, "versions went back: {last} -> {version}");
-                        let expected = version as f32;
-                        assert!(
-                            out.iter().all(|v| *v == expected),
-                            "torn read at version {version}"
-                        );
-                        last = version;
-                        reads += 1;
-                    }
-                }
-                reads
-            })
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "child_reads_while_the_parent_writes", "--ignored", "--nocapture"])
+                .env(READER_FD, fd.as_raw_fd().to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
-    for version in 1..=400_u64 {
+    drop(fd);
+    // Let both readers start before the writes begin.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for version in 1..=3000_u64 {
         writer.publish(&vec![version as f32; LEN], version).unwrap();
     }
-    done.store(true, Ordering::Relaxed);
-    let reads: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    assert!(reads > 0);
+    writer
+        .publish(&vec![f32::MAX; LEN], u64::from(u32::MAX))
+        .unwrap();
+    for reader in readers {
+        let output = reader.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        let reads: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("reads="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(reads > 10, "{stdout}");
+    }
+}
+
+/// Run by `readers_never_see_a_half_written_set_while_the_writer_races`.
+#[test]
+#[ignore = "runs as the child of another test"]
+fn child_reads_while_the_parent_writes() {
+    let fd: i32 = std::env::var(READER_FD).unwrap().parse().unwrap();
+    // SAFETY: the parent passed this inherited descriptor for us to own.
+    let block = WeightBlock::open(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    let mut out = vec![0.0_f32; LEN];
+    let (mut reads, mut last) = (0u64, 0u64);
+    loop {
+        let version = block.read_into(&mut out).unwrap().unwrap();
+        assert!(version >= last, "versions went back: {last} -> {version}");
+        if version == u64::from(u32::MAX) {
+            break;
+        }
+        let expected = version as f32;
+        assert!(
+            out.iter().all(|v| *v == expected),
+            "torn read at version {version}"
+        );
+        last = version;
+        reads += 1;
+    }
+    println!("reads={reads}");
 }
 
 const CHILD_FD: &str = "RL_IPC_TEST_BLOCK_FD";
