@@ -6,6 +6,7 @@ Build the trainer first (`cargo build --release -p rl-cli`), then:
 
     .venv/bin/python scripts/bench_ppo.py compare [--seeds 0 1 2] [--config NAME]...
     .venv/bin/python scripts/bench_ppo.py targets [--seeds 0 1 2 3 4] [--env ID]...
+    .venv/bin/python scripts/bench_ppo.py e2e [--seeds 0 1 2] [--workers 2]
 
 Both modes take --train PATH (the trainer, default target/release/train) and
 --keep-runs DIR (keep the run directories under DIR instead of a temporary
@@ -35,6 +36,14 @@ otherwise the config's own total_timesteps is the budget.
     Acrobot-v1                configs/ppo_acrobot.toml                  target -100
     MountainCar-v0            configs/ppo_mountaincar.toml              no target
     MountainCarContinuous-v0  configs/ppo_mountaincar_continuous.toml   no target
+
+e2e: wall time to an evaluation >= 475 on CartPole-v1 with the zoo config
+(configs/ppo_cartpole_zoo.toml, 100k steps), single process
+(`--set run.num_workers=0`) and multi-process (`--set run.num_workers=N`),
+alternating per seed in the same run. One "ppo_e2e" line per run (seconds
+from the run's start to the first evaluation at or above the target, as
+eval.csv's time_s records it, and the command's whole wall time, start-up
+and shutdown included) and one "ppo_e2e_ratio" line.
 
 What the trainer writes into its run directory and this script reads:
 train.csv (env_steps, steps_per_s, ...; steps_per_s of the last row is the
@@ -346,6 +355,59 @@ def targets(args):
             )
 
 
+# --- e2e ------------------------------------------------------------------------
+
+
+def e2e_run(train_bin, bench, seed, workers, root):
+    named = Bench(f"{bench.name}-w{workers}", bench.config, bench.env, bench.target, bench.budget)
+    run_dir = new_run_dir(root, named, seed)
+    wall = train(
+        train_bin, bench, seed, run_dir, [f"ppo.total_timesteps={bench.budget}", f"run.num_workers={workers}"]
+    )
+    evals = read_csv(run_dir / "eval.csv", EVAL_COLUMNS)
+    hit = first_reaching(evals, bench.target)
+    return {
+        "bench": "ppo_e2e",
+        "config": bench.name,
+        "env": bench.env,
+        "seed": seed,
+        "workers": workers,
+        "steps_to_target": int(hit["env_steps"]) if hit else None,
+        "wall_seconds_to_target": hit["time_s"] if hit else None,
+        "command_wall_seconds": wall,
+        "train_steps_per_s": training_rate(run_dir),
+    }
+
+
+def e2e(args):
+    bench = COMPARE[0]
+    check_inputs(args.train, [bench])
+    runs = {0: [], args.workers: []}
+    with runs_root(args.keep_runs) as root:
+        for seed in args.seeds:
+            for workers in (0, args.workers):
+                runs[workers].append(e2e_run(args.train, bench, seed, workers, root))
+                emit(runs[workers][-1])
+
+    def mean(workers, key):
+        values = [r[key] for r in runs[workers] if r[key] is not None]
+        return statistics.mean(values) if len(values) == len(runs[workers]) else None
+
+    single, multi = mean(0, "wall_seconds_to_target"), mean(args.workers, "wall_seconds_to_target")
+    emit(
+        {
+            "bench": "ppo_e2e_ratio",
+            "config": bench.name,
+            "workers": args.workers,
+            "single_wall_seconds_to_target_mean": single,
+            "multi_wall_seconds_to_target_mean": multi,
+            "multi_over_single": round(multi / single, 2) if single and multi else None,
+            "single_command_wall_seconds_mean": mean(0, "command_wall_seconds"),
+            "multi_command_wall_seconds_mean": mean(args.workers, "command_wall_seconds"),
+        }
+    )
+
+
 # --- Command line -------------------------------------------------------------
 
 
@@ -370,6 +432,10 @@ def parse_args():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default: 0 1 2 3 4)")
     p.add_argument("--env", action="append", metavar="ID", help="only this env, e.g. CartPole-v1 (repeatable)")
     p.set_defaults(run=targets)
+    p = modes.add_parser("e2e", parents=[common], help="wall time to the CartPole target, processes vs one process")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes of the multi-process runs (default: 2)")
+    p.set_defaults(run=e2e)
 
     args = parser.parse_args()
     args.train = args.train.resolve()

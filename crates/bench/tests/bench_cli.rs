@@ -2,18 +2,10 @@
 
 use std::process::Command;
 
-#[test]
-fn env_benchmark_prints_one_json_line_per_measurement() {
+/// Runs `bench ARGS`, expects success, and parses every stdout line as JSON.
+fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "envs",
-            "--seconds",
-            "0.01",
-            "--env",
-            "Pendulum-v1",
-            "--num-envs",
-            "4",
-        ])
+        .args(args)
         .output()
         .expect("bench starts");
     assert!(
@@ -21,10 +13,23 @@ fn env_benchmark_prints_one_json_line_per_measurement() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn env_benchmark_prints_one_json_line_per_measurement() {
+    let lines = json_lines(&[
+        "envs",
+        "--seconds",
+        "0.01",
+        "--env",
+        "Pendulum-v1",
+        "--num-envs",
+        "4",
+    ]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["mode"], "single");
     assert_eq!(lines[1]["mode"], "vector");
@@ -54,4 +59,27 @@ fn env_benchmark_rejects_unknown_envs_and_options_with_exit_2() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("bench: "), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn rollout_benchmark_runs_real_worker_processes_and_prints_json_lines() {
+    let lines = json_lines(&[
+        "rollout",
+        "--seconds",
+        "0.2",
+        "--workers",
+        "2",
+        "--envs-per-worker",
+        "3",
+        "--num-steps",
+        "16",
+    ]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["mode"], "in_process");
+    assert_eq!(lines[1]["mode"], "processes");
+    assert_eq!(lines[1]["workers"], 2);
+    assert_eq!(lines[1]["envs_per_worker"], 3);
+    // Whole rounds only: 2 workers x 3 envs x 16 steps each.
+    let steps = lines[1]["env_steps"].as_u64().unwrap();
+    assert!(steps > 0 && steps % 96 == 0, "{}", lines[1]);
 }

@@ -34,8 +34,14 @@ impl Drop for Scratch {
     }
 }
 
-/// CartPole, 4 envs over 2 workers, 128 env steps per update.
+/// CartPole, 4 envs over 2 workers, 128 env steps per update; a worker
+/// deadline long enough that a loaded CI machine never trips it by itself.
 fn config(total_timesteps: u64, extra: &str) -> String {
+    let timeout = if extra.contains("worker_timeout_s") {
+        ""
+    } else {
+        "worker_timeout_s = 10\n"
+    };
     format!(
         r#"[env]
 id = "CartPole-v1"
@@ -53,9 +59,8 @@ episodes = 2
 
 [run]
 num_workers = 2
-worker_timeout_s = 1.5
 restart_backoff_s = 0.05
-{extra}
+{timeout}{extra}
 "#
     )
 }
@@ -180,6 +185,12 @@ impl Run {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits for `train` to exit with `code`.
+    fn expect_exit(&mut self, code: i32, limit: Duration) {
+        let got = self.wait(limit);
+        assert_eq!(got, Some(code), "{}", self.output());
     }
 
     /// Waits for `train` to exit and returns its exit code.
@@ -308,12 +319,7 @@ fn learner_workers_and_evaluator_run_as_separate_named_processes() {
         run.output()
     );
     run.signal("INT", run.child.id());
-    assert_eq!(
-        run.wait(Duration::from_secs(60)),
-        Some(130),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(130, Duration::from_secs(60));
     run.assert_nothing_left();
 }
 
@@ -363,12 +369,7 @@ episodes = 1
             num_envs * 50 * 12
         );
         let mut single = Run::start("same-0", &text, &["--set", "run.num_workers=0"], &[]);
-        assert_eq!(
-            single.wait(Duration::from_secs(120)),
-            Some(0),
-            "{}",
-            single.output()
-        );
+        single.expect_exit(0, Duration::from_secs(120));
         let expected_policy = std::fs::read(single.run_dir.join("policy.safetensors")).unwrap();
         let expected_rows = deterministic_columns(&single.train_rows());
         assert_eq!(expected_rows.len(), 12);
@@ -379,12 +380,7 @@ episodes = 1
                 &["--set", &format!("run.num_workers={workers}")],
                 &[],
             );
-            assert_eq!(
-                multi.wait(Duration::from_secs(120)),
-                Some(0),
-                "{}",
-                multi.output()
-            );
+            multi.expect_exit(0, Duration::from_secs(120));
             let policy = std::fs::read(multi.run_dir.join("policy.safetensors")).unwrap();
             assert!(
                 policy == expected_policy,
@@ -406,12 +402,7 @@ fn a_killed_worker_is_replaced_its_round_redone_and_training_finishes() {
     run.wait_for_updates(3);
     let victim = run.wait_for_pid("rl-worker-1");
     run.signal("KILL", victim);
-    assert_eq!(
-        run.wait(Duration::from_secs(120)),
-        Some(0),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(0, Duration::from_secs(120));
     let rows = run.train_rows();
     // Every update trained on one full round; nothing partial was counted.
     assert_eq!(rows.len(), 40, "{}", run.output());
@@ -437,12 +428,7 @@ fn a_worker_that_dies_mid_round_has_its_partial_round_dropped() {
         &[],
         &[("FERRORL_FAULT", "worker=1 generation=0 round=2 kind=die")],
     );
-    assert_eq!(
-        run.wait(Duration::from_secs(120)),
-        Some(0),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(0, Duration::from_secs(120));
     let rows = run.train_rows();
     assert_eq!(column(&rows, 1).last().map(String::as_str), Some("1280"));
     assert_eq!(rows.len(), 10);
@@ -455,17 +441,53 @@ fn a_worker_that_dies_mid_round_has_its_partial_round_dropped() {
 }
 
 #[test]
-fn a_hung_worker_is_killed_at_its_deadline_and_replaced() {
-    let mut run = Run::start("sigstop", &config(128 * 30, ""), &[], &[]);
-    run.wait_for_updates(3);
-    let victim = run.wait_for_pid("rl-worker-0");
-    run.signal("STOP", victim);
-    assert_eq!(
-        run.wait(Duration::from_secs(120)),
-        Some(0),
+fn children_that_die_before_connecting_do_not_hang_the_supervisor() {
+    // A worker that exits before its hello is replaced.
+    let mut run = Run::start(
+        "exit-at-start",
+        &config(128 * 6, ""),
+        &[],
+        &[("FERRORL_FAULT", "worker=1 generation=0 kind=exit_at_start")],
+    );
+    run.expect_exit(0, Duration::from_secs(120));
+    assert!(
+        run.stdout().contains("1 process restarted"),
         "{}",
         run.output()
     );
+    assert_eq!(run.train_rows().len(), 6);
+    run.assert_nothing_left();
+    // A learner that cannot start (no CUDA here) ends the run with its reason.
+    if Path::new("/dev/nvidia0").exists() {
+        return;
+    }
+    let mut run = Run::start(
+        "learner-fails",
+        &config(128 * 6, ""),
+        &["--set", "run.device=cuda"],
+        &[],
+    );
+    run.expect_exit(1, Duration::from_secs(60));
+    assert!(
+        run.stderr().contains("the learner failed") && run.stderr().contains("CUDA"),
+        "{}",
+        run.output()
+    );
+    run.assert_nothing_left();
+}
+
+#[test]
+fn a_hung_worker_is_killed_at_its_deadline_and_replaced() {
+    let mut run = Run::start(
+        "sigstop",
+        &config(128 * 30, "worker_timeout_s = 1.5"),
+        &[],
+        &[],
+    );
+    run.wait_for_updates(3);
+    let victim = run.wait_for_pid("rl-worker-0");
+    run.signal("STOP", victim);
+    run.expect_exit(0, Duration::from_secs(120));
     assert!(
         run.stderr().contains("delivered no rollout within 1.5 s"),
         "{}",
@@ -491,12 +513,7 @@ fn malformed_worker_messages_are_rejected_counted_and_the_worker_replaced() {
             &[],
             &[("FERRORL_FAULT", &fault)],
         );
-        assert_eq!(
-            run.wait(Duration::from_secs(120)),
-            Some(0),
-            "{kind}: {}",
-            run.output()
-        );
+        run.expect_exit(0, Duration::from_secs(120));
         let stderr = run.stderr();
         assert!(
             stderr.contains("rejected its message") && stderr.contains(reason),
@@ -521,12 +538,7 @@ fn restarts_past_the_bound_save_the_weights_and_exit_1() {
         &[],
         &[("FERRORL_FAULT", "worker=1 generation=* round=1 kind=die")],
     );
-    assert_eq!(
-        run.wait(Duration::from_secs(120)),
-        Some(1),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(1, Duration::from_secs(120));
     let stderr = run.stderr();
     assert!(stderr.contains("max_restarts = 2"), "{}", run.output());
     assert!(stderr.contains("saved in"), "{}", run.output());
@@ -558,12 +570,7 @@ fn a_killed_evaluator_is_restarted_and_its_missing_evaluation_is_not_faked() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        run.wait(Duration::from_secs(120)),
-        Some(0),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(0, Duration::from_secs(120));
     let evals = run.eval_rows();
     assert!(!evals.is_empty());
     let versions: Vec<u64> = column(&evals, 2)
@@ -594,12 +601,7 @@ fn when_the_learner_dies_every_process_stops_and_train_exits_1() {
     run.wait_for_updates(3);
     let learner = run.wait_for_pid("rl-learner");
     run.signal("KILL", learner);
-    assert_eq!(
-        run.wait(Duration::from_secs(30)),
-        Some(1),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(1, Duration::from_secs(30));
     assert!(
         run.stderr()
             .contains("the learner process died unexpectedly"),
@@ -620,12 +622,7 @@ fn sigint_and_sigterm_stop_in_order_save_and_exit_130_and_143() {
         );
         run.wait_for_updates(3);
         run.signal(signal, run.child.id());
-        assert_eq!(
-            run.wait(Duration::from_secs(60)),
-            Some(code),
-            "{}",
-            run.output()
-        );
+        run.expect_exit(code, Duration::from_secs(60));
         assert!(
             run.stdout().contains("interrupted after"),
             "{}",
@@ -652,12 +649,7 @@ fn a_second_interrupt_stops_every_process_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     let second = Instant::now();
     run.signal("INT", run.child.id());
-    assert_eq!(
-        run.wait(Duration::from_secs(30)),
-        Some(130),
-        "{}",
-        run.output()
-    );
+    run.expect_exit(130, Duration::from_secs(30));
     assert!(
         second.elapsed() < Duration::from_secs(3),
         "took {:?} after the second interrupt",

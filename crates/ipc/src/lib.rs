@@ -32,6 +32,7 @@ pub mod channel;
 pub mod frame;
 pub mod messages;
 pub mod process;
+mod shm;
 mod slot;
 mod weights;
 

@@ -24,13 +24,12 @@
 //! with `memcpy` between processes (see `copy_shared`); full fences separate
 //! the copies from the counters on both sides.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use nix::sys::memfd::{memfd_create, MFdFlags};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use thiserror::Error;
+
+use crate::shm::SharedMapping;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"FRRLWGT2");
 const HEADER_BYTES: usize = 64;
@@ -45,20 +44,12 @@ pub enum IpcError {
 
 /// Weights shared between processes; see the module documentation.
 pub struct WeightBlock {
-    fd: OwnedFd,
-    map: NonNull<u8>,
-    map_len: usize,
+    mapping: SharedMapping,
     len: usize,
     stats_len: usize,
     /// The buffer the next `publish` writes into.
     next_buffer: usize,
 }
-
-// SAFETY: the mapping is shared memory accessed only through atomics; the
-// pointer stays valid until `drop`, and `publish` needs `&mut self`.
-unsafe impl Send for WeightBlock {}
-// SAFETY: readers (`&self`) only perform atomic loads.
-unsafe impl Sync for WeightBlock {}
 
 /// 64-bit words of one buffer: the weights two to a word, then the stats.
 fn buffer_words(len: usize, stats_len: usize) -> usize {
@@ -84,10 +75,13 @@ impl WeightBlock {
                 "a weight block needs at least one value".into(),
             ));
         }
-        let fd = memfd_create(c"ferrorl-weights", MFdFlags::MFD_CLOEXEC)?;
         let map_len = HEADER_BYTES + 2 * buffer_bytes(len, stats_len);
-        nix::unistd::ftruncate(&fd, map_len as i64)?;
-        let block = Self::map(fd, map_len, len, stats_len)?;
+        let block = WeightBlock {
+            mapping: SharedMapping::create(c"ferrorl-weights", map_len)?,
+            len,
+            stats_len,
+            next_buffer: 0,
+        };
         block.word64(0).store(MAGIC, Ordering::Relaxed);
         block.word64(8).store(len as u64, Ordering::Relaxed);
         block.word64(56).store(stats_len as u64, Ordering::Relaxed);
@@ -97,23 +91,24 @@ impl WeightBlock {
 
     /// Maps a block created by another process, from its file descriptor.
     pub fn open(fd: OwnedFd) -> Result<Self, IpcError> {
-        let size = nix::sys::stat::fstat(&fd)?.st_size as usize;
+        let size = SharedMapping::file_size(&fd)?;
         if size < HEADER_BYTES {
             return Err(IpcError::Invalid(format!(
                 "the block is {size} bytes, smaller than its header"
             )));
         }
-        let header = Self::map(fd, HEADER_BYTES, 0, 0)?;
+        let header = WeightBlock {
+            mapping: SharedMapping::map(fd, HEADER_BYTES)?,
+            len: 0,
+            stats_len: 0,
+            next_buffer: 0,
+        };
         let (magic, len, stats_len) = (
             header.word64(0).load(Ordering::Relaxed),
             header.word64(8).load(Ordering::Relaxed) as usize,
             header.word64(56).load(Ordering::Relaxed) as usize,
         );
-        let fd = header
-            .fd
-            .try_clone()
-            .map_err(|e| IpcError::Invalid(e.to_string()))?;
-        drop(header);
+        let fd = header.mapping.into_fd()?;
         if magic != MAGIC {
             return Err(IpcError::Invalid("not a weight block (bad magic)".into()));
         }
@@ -122,42 +117,23 @@ impl WeightBlock {
             .filter(|n| *n < 1 << 40)
             .map(|_| HEADER_BYTES + 2 * buffer_bytes(len, stats_len));
         match map_len {
-            Some(map_len) if len > 0 && size >= map_len => Self::map(fd, map_len, len, stats_len),
+            Some(map_len) if len > 0 && size >= map_len => Ok(WeightBlock {
+                mapping: SharedMapping::map(fd, map_len)?,
+                len,
+                stats_len,
+                next_buffer: 0,
+            }),
             _ => Err(IpcError::Invalid(format!(
                 "the header says {len} weights and {stats_len} statistics, but the block is {size} bytes"
             ))),
         }
     }
 
-    fn map(fd: OwnedFd, map_len: usize, len: usize, stats_len: usize) -> Result<Self, IpcError> {
-        let length = std::num::NonZeroUsize::new(map_len)
-            .ok_or_else(|| IpcError::Invalid("empty mapping".into()))?;
-        // SAFETY: a fresh shared mapping of a file we own, of its full size.
-        let ptr = unsafe {
-            mmap(
-                None,
-                length,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                fd.as_fd(),
-                0,
-            )?
-        };
-        Ok(WeightBlock {
-            fd,
-            map: ptr.cast(),
-            map_len,
-            len,
-            stats_len,
-            next_buffer: 0,
-        })
-    }
-
     fn word64(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(offset % 8 == 0 && offset + 8 <= HEADER_BYTES);
         // SAFETY: inside the mapped header, 8-byte aligned (the mapping is
         // page aligned), and only ever accessed atomically.
-        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU64) }
+        unsafe { &*(self.mapping.as_ptr().add(offset) as *const AtomicU64) }
     }
 
     /// Buffer `index` as 64-bit words: the weights (two each; the last
@@ -168,7 +144,7 @@ impl WeightBlock {
         // aligned, and only ever accessed atomically.
         let words = unsafe {
             std::slice::from_raw_parts(
-                self.map.as_ptr().add(offset) as *const AtomicU64,
+                self.mapping.as_ptr().add(offset) as *const AtomicU64,
                 buffer_words(self.len, self.stats_len),
             )
         };
@@ -197,17 +173,17 @@ impl WeightBlock {
     /// process to inherit and pass to [`WeightBlock::open`]. Close it in the
     /// parent once the child has started.
     pub fn share(&self) -> Result<OwnedFd, IpcError> {
-        Ok(nix::unistd::dup(&self.fd)?)
+        Ok(nix::unistd::dup(self.mapping.fd())?)
     }
 
     /// The block's own (close-on-exec) descriptor.
     pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.mapping.fd().as_raw_fd()
     }
 
     /// The block's descriptor, to send to another process.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.mapping.fd()
     }
 
     /// Copies a weight set into buffer `b` (which no reader trusts until
@@ -342,16 +318,6 @@ impl WeightBlock {
             if seq.load(Ordering::Relaxed) == before {
                 return Ok(Some(version));
             }
-        }
-    }
-}
-
-impl Drop for WeightBlock {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `map`; no reference
-        // into it outlives `self`.
-        unsafe {
-            let _ = munmap(self.map.cast(), self.map_len);
         }
     }
 }

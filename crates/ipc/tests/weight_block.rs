@@ -72,7 +72,12 @@ fn readers_never_see_a_half_written_set_while_the_writer_races() {
     let readers: Vec<_> = (0..2)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child_reads_while_the_parent_writes", "--ignored", "--nocapture"])
+                .args([
+                    "--exact",
+                    "child_reads_while_the_parent_writes",
+                    "--ignored",
+                    "--nocapture",
+                ])
                 .env(READER_FD, fd.as_raw_fd().to_string())
                 .stdout(std::process::Stdio::piped())
                 .spawn()

@@ -113,6 +113,19 @@ impl ChildContext {
     }
 }
 
+/// Passes a role's result through, first telling the supervisor why it
+/// failed (it may have no other way to know).
+pub(crate) fn report_failure<M: serde::Serialize>(
+    control: &Channel,
+    result: Result<(), RuntimeError>,
+    message: impl FnOnce(String) -> M,
+) -> Result<(), RuntimeError> {
+    if let Err(e) = &result {
+        let _ = send_json(control, &message(e.to_string()), &[]);
+    }
+    result
+}
+
 pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -13,7 +13,7 @@ use rl_ipc::messages::{
 use rl_ipc::ChannelError;
 use rl_policy::{ObsNormalizer, Policy};
 
-use crate::child::ChildContext;
+use crate::child::{report_failure, ChildContext};
 use crate::eval::{evaluate, next_eval_after, EvalRecorder};
 use crate::run_dir::RunDir;
 use crate::trainer::{spec_for, RuntimeError};
@@ -26,16 +26,9 @@ pub(crate) fn run_evaluator(
     context: ChildContext,
 ) -> Result<(), RuntimeError> {
     let result = run(registry, &context);
-    if let Err(e) = &result {
-        let _ = send_json(
-            &context.control,
-            &EvaluatorToSupervisor::Failed {
-                message: e.to_string(),
-            },
-            &[],
-        );
-    }
-    result
+    report_failure(&context.control, result, |message| {
+        EvaluatorToSupervisor::Failed { message }
+    })
 }
 
 /// What earlier evaluator processes of this run wrote: the newest version

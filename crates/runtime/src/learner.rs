@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
-use rl_algo::ppo::{Backend, PpoLearner, UpdateStats};
+use rl_algo::ppo::{PpoLearner, UpdateStats};
 use rl_env::Registry;
 use rl_ipc::messages::{
     recv_json, send_json, LearnerToSupervisor, RunReport, SupervisorToLearner, UpdateReport,
@@ -15,10 +14,10 @@ use rl_ipc::{ChannelError, WeightBlock};
 
 use rl_policy::Rollout;
 
-use crate::child::ChildContext;
+use crate::child::{report_failure, ChildContext};
 use crate::pool::{PoolEvent, RolloutShape, WorkerPool};
 use crate::run_dir::RunDir;
-use crate::trainer::{spec_for, train_row, Progress, RecentReturns, RuntimeError};
+use crate::trainer::{new_learner, spec_for, train_row, Progress, RecentReturns, RuntimeError};
 
 /// The weights and observation statistics of `learner`, published as
 /// version `updates_done`.
@@ -47,16 +46,9 @@ pub(crate) fn run_learner(
     mut context: ChildContext,
 ) -> Result<(), RuntimeError> {
     let result = learn(registry, &mut context);
-    if let Err(e) = &result {
-        let _ = send_json(
-            &context.control,
-            &LearnerToSupervisor::Failed {
-                message: e.to_string(),
-            },
-            &[],
-        );
-    }
-    result
+    report_failure(&context.control, result, |message| {
+        LearnerToSupervisor::Failed { message }
+    })
 }
 
 fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeError> {
@@ -67,27 +59,8 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
     let settings = &context.settings;
     let control = &context.control;
     let run_dir = RunDir::existing(&context.run_dir)?;
-    let device = resolve_device(
-        settings
-            .run
-            .device
-            .parse::<DeviceChoice>()
-            .map_err(|e| RuntimeError::Setup(e.to_string()))?,
-    )?;
-    set_torch_threads(settings.run.torch_threads);
     let spec = spec_for(registry, settings)?;
-    let backend = match settings.run.learner.as_str() {
-        "torch" => Backend::Torch(device),
-        _ => Backend::for_device(device),
-    };
-    let num_envs = settings.env.num_envs;
-    let mut learner = PpoLearner::new(
-        spec.clone(),
-        settings.ppo.clone(),
-        num_envs,
-        settings.run.seed,
-        backend,
-    );
+    let mut learner = new_learner(settings, &spec)?;
     // The block is this process's to write; the others only read it.
     let block = &mut context.block;
     let mut train_csv = run_dir.append_train_csv()?;

@@ -190,15 +190,18 @@ impl Supervisor<'_> {
             &[self.block.fd()],
         )?;
         self.learner = Some(learner);
-        if let Some(summary) = self.wait_for_learner(signals)? {
-            return Ok(summary);
-        }
+        // Every process starts at once (each loads the executable and its
+        // libraries): the workers' channels wait in the learner's control
+        // channel until it reads them.
         for k in 0..self.settings.run.num_workers {
             let handle = self.spawn_worker(k as u32, 0)?;
             self.workers
                 .push(Restartable::new(format!("worker {k}"), handle));
         }
         self.evaluator.handle = Some(self.spawn_evaluator(0)?);
+        if let Some(summary) = self.wait_for_learner(signals)? {
+            return Ok(summary);
+        }
         self.supervise(signals)
     }
 
@@ -372,19 +375,7 @@ impl Supervisor<'_> {
     }
 
     fn read_learner(&mut self) -> Result<(), RuntimeError> {
-        loop {
-            let Some(learner) = &self.learner else {
-                return Ok(());
-            };
-            let message = match recv_json::<LearnerToSupervisor>(
-                &learner.control,
-                &mut self.buf,
-                Some(Duration::ZERO),
-            ) {
-                Ok((message, _)) => message,
-                Err(ChannelError::Timeout(_) | ChannelError::Closed) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
+        while let Some(message) = next_message(self.learner.as_ref(), &mut self.buf)? {
             match message {
                 LearnerToSupervisor::Ready => {}
                 LearnerToSupervisor::Updated(report) => self.on_update(&report),
@@ -411,6 +402,7 @@ impl Supervisor<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     fn on_update(&mut self, report: &UpdateReport) {
@@ -458,19 +450,7 @@ impl Supervisor<'_> {
     }
 
     fn read_evaluator(&mut self) -> Result<(), RuntimeError> {
-        loop {
-            let Some(evaluator) = &self.evaluator.handle else {
-                return Ok(());
-            };
-            let message = match recv_json::<EvaluatorToSupervisor>(
-                &evaluator.control,
-                &mut self.buf,
-                Some(Duration::ZERO),
-            ) {
-                Ok((message, _)) => message,
-                Err(ChannelError::Timeout(_) | ChannelError::Closed) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
+        while let Some(message) = next_message(self.evaluator.handle.as_ref(), &mut self.buf)? {
             match message {
                 EvaluatorToSupervisor::Ready => {
                     // A replacement evaluator that starts after training ended.
@@ -496,14 +476,13 @@ impl Supervisor<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     fn read_worker(&mut self, k: usize) {
-        let Some(handle) = &self.workers[k].handle else {
-            return;
-        };
-        if let Ok((WorkerToSupervisor::Failed { message }, _)) =
-            recv_json::<WorkerToSupervisor>(&handle.control, &mut self.buf, Some(Duration::ZERO))
+        let handle = self.workers[k].handle.as_ref();
+        if let Ok(Some(WorkerToSupervisor::Failed { message })) =
+            next_message(handle, &mut self.buf)
         {
             let generation = self.workers[k].generation;
             self.message(format!(
@@ -730,6 +709,22 @@ impl Supervisor<'_> {
                 }
             }
         }
+    }
+}
+
+/// The next message waiting on a child's control channel, if any (none
+/// once the child has exited and everything it sent was read).
+fn next_message<M: serde::de::DeserializeOwned>(
+    child: Option<&ChildHandle>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<M>, RuntimeError> {
+    let Some(child) = child else {
+        return Ok(None);
+    };
+    match recv_json::<M>(&child.control, buf, Some(Duration::ZERO)) {
+        Ok((message, _)) => Ok(Some(message)),
+        Err(ChannelError::Timeout(_) | ChannelError::Closed) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

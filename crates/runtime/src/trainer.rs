@@ -120,6 +120,33 @@ pub fn spec_for(registry: &Registry, settings: &TrainSettings) -> Result<PolicyS
     policy_spec(settings, envs.observation_space(), envs.action_space())
 }
 
+/// The run's PPO learner, on the configured device and gradient path, with
+/// the configured libtorch threads.
+pub(crate) fn new_learner(
+    settings: &TrainSettings,
+    spec: &PolicySpec,
+) -> Result<PpoLearner, RuntimeError> {
+    let device = resolve_device(
+        settings
+            .run
+            .device
+            .parse::<DeviceChoice>()
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?,
+    )?;
+    set_torch_threads(settings.run.torch_threads);
+    let backend = match settings.run.learner.as_str() {
+        "torch" => Backend::Torch(device),
+        _ => Backend::for_device(device),
+    };
+    Ok(PpoLearner::new(
+        spec.clone(),
+        settings.ppo.clone(),
+        settings.env.num_envs,
+        settings.run.seed,
+        backend,
+    ))
+}
+
 /// Receives progress while a run trains.
 pub trait Observer {
     fn on_update(&mut self, progress: &Progress, stats: &UpdateStats);
@@ -141,23 +168,10 @@ pub fn train_in_process(
 ) -> Result<TrainSummary, RuntimeError> {
     let start = Instant::now();
     let seed = settings.run.seed;
-    let device = resolve_device(
-        settings
-            .run
-            .device
-            .parse::<DeviceChoice>()
-            .map_err(|e| RuntimeError::Setup(e.to_string()))?,
-    )?;
-    set_torch_threads(settings.run.torch_threads);
-
     let num_envs = settings.env.num_envs;
     let envs = registry.make_vec(&settings.env.id, num_envs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let backend = match settings.run.learner.as_str() {
-        "torch" => Backend::Torch(device),
-        _ => Backend::for_device(device),
-    };
-    let mut learner = PpoLearner::new(spec.clone(), settings.ppo.clone(), num_envs, seed, backend);
+    let mut learner = new_learner(settings, &spec)?;
     let mut collector = RolloutCollector::new(envs, Policy::new(spec.clone())?, seed, 0)?;
     let mut eval_policy = Policy::new(spec.clone())?;
 

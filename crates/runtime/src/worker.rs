@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use rl_env::rng::derive_seed;
 use rl_env::Registry;
-use rl_ipc::messages::{send_json, ToLearner, ToWorker, WorkerToSupervisor};
+use rl_ipc::messages::{ToLearner, ToWorker, WorkerToSupervisor};
 use rl_ipc::{Channel, ChannelError, RolloutSlot};
 use rl_policy::{ObsNormalizer, Policy, Rollout, RolloutCollector};
 
-use crate::child::ChildContext;
+use crate::child::{report_failure, ChildContext};
 use crate::trainer::{policy_spec, RuntimeError};
 
 /// Keeps a replacement worker's envs and sampling streams apart from its
@@ -55,18 +55,15 @@ pub(crate) fn run_worker(
         .next()
         .map(Channel::from_fd)
         .ok_or_else(|| RuntimeError::Setup("the setup carried no data channel".into()))?;
-    let result = work(registry, &context.settings, &context.block, &data, id);
-    if let Err(e) = &result {
-        // Tell the supervisor why; it may not be able to tell otherwise.
-        let _ = send_json(
-            &context.control,
-            &WorkerToSupervisor::Failed {
-                message: e.to_string(),
-            },
-            &[],
-        );
-    }
-    result
+    let result = match work(registry, &context.settings, &context.block, &data, id) {
+        // The learner is gone: the run is over, one way or another, and the
+        // supervisor knows why.
+        Err(RuntimeError::Channel(ChannelError::Closed)) => Ok(()),
+        other => other,
+    };
+    report_failure(&context.control, result, |message| {
+        WorkerToSupervisor::Failed { message }
+    })
 }
 
 fn work(
@@ -92,6 +89,10 @@ fn work(
                 ))
             })?;
     let mut slot = RolloutSlot::create(capacity as usize)?;
+    let fault = Fault::from_env(id);
+    if fault.kind == Some(FaultKind::ExitAtStart) {
+        std::process::exit(3);
+    }
     let hello = ToLearner::Hello {
         worker: id.worker,
         generation: id.generation,
@@ -103,17 +104,11 @@ fn work(
     if settings.ppo.normalize_obs {
         *collector.obs_norm_mut() = Some(ObsNormalizer::new(obs_dim, settings.ppo.obs_clip));
     }
-    let fault = Fault::from_env(id);
     let mut rollout = Rollout::default();
     let mut buf = Vec::new();
     let mut round = 0u64;
     loop {
-        let received = match data.recv(&mut buf, None) {
-            Ok(received) => received,
-            // The learner is gone: the run is over, one way or another.
-            Err(ChannelError::Closed) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
+        let received = data.recv(&mut buf, None)?;
         let version = match ToWorker::decode(&buf[..received.len])? {
             ToWorker::Stop => return Ok(()),
             ToWorker::Collect { version } => version,
@@ -157,6 +152,8 @@ enum FaultKind {
     Die,
     /// SIGSTOP itself after collecting, before sending (a hung env).
     Hang,
+    /// Exit before saying hello to the learner.
+    ExitAtStart,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +189,7 @@ impl Fault {
                         "stale_version" => Some(FaultKind::StaleVersion),
                         "die" => Some(FaultKind::Die),
                         "hang" => Some(FaultKind::Hang),
+                        "exit_at_start" => Some(FaultKind::ExitAtStart),
                         _ => None,
                     }
                 }
@@ -237,7 +235,7 @@ impl Fault {
                 // Continued (SIGCONT) after being replaced: still a late worker.
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Some(FaultKind::NotFinite) | None => {}
+            Some(FaultKind::NotFinite | FaultKind::ExitAtStart) | None => {}
         }
     }
 }

@@ -22,9 +22,18 @@ fn custom_env_example_registers_and_steps_its_env() {
     assert!(stdout.contains("CartPole-v1, Corridor-v0"), "{stdout}");
 }
 
+/// The user's own binary is what the run's worker, learner and evaluator
+/// processes execute, so its env is known to all of them; single-process
+/// training gives the same result.
 #[test]
 fn custom_env_trains_through_the_library_entry_point_and_learns() {
-    let dir = std::env::temp_dir().join(format!("corridor-train-{}", std::process::id()));
+    for workers in ["2", "0"] {
+        trains_and_learns(workers);
+    }
+}
+
+fn trains_and_learns(workers: &str) {
+    let dir = std::env::temp_dir().join(format!("corridor-train-{}-{workers}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/corridor.toml");
     let output = Command::new(EXAMPLE)
@@ -35,6 +44,8 @@ fn custom_env_trains_through_the_library_entry_point_and_learns() {
             dir.to_str().unwrap(),
             "--seed",
             "3",
+            "--set",
+            &format!("run.num_workers={workers}"),
         ])
         .output()
         .unwrap();
@@ -56,7 +67,7 @@ fn custom_env_trains_through_the_library_entry_point_and_learns() {
     // -0.01 and the +1 exit; a policy that never exits gets -1.
     assert!(
         last[3] > 0.9,
-        "mean eval return {} after training:\n{eval}",
+        "{workers} workers: mean eval return {} after training:\n{eval}",
         last[3]
     );
     std::fs::remove_dir_all(&dir).unwrap();
