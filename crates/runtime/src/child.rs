@@ -16,6 +16,7 @@
 //! and only the supervisor decides what it means.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -51,6 +52,17 @@ impl ChildHandle {
     }
 }
 
+/// A handle never goes away with its process running or unreaped, whatever
+/// path (an error, a panic) drops it.
+impl Drop for ChildHandle {
+    fn drop(&mut self) {
+        if matches!(self.process.try_wait(), Ok(None)) {
+            let _ = self.process.kill();
+        }
+        let _ = self.process.wait();
+    }
+}
+
 /// Starts the current executable as a child with `role` (a label for `ps`
 /// and messages) and sends it `setup` with `fds` attached.
 pub(crate) fn spawn_child(
@@ -59,12 +71,15 @@ pub(crate) fn spawn_child(
     setup: &Setup,
     fds: &[BorrowedFd<'_>],
 ) -> Result<ChildHandle, RuntimeError> {
+    // `/proc/self/exe` is the very file this process runs, even if it was
+    // rebuilt or deleted since: a replacement worker never runs other code.
     let exe = std::env::current_exe()
         .map_err(|e| RuntimeError::Setup(format!("cannot find the running executable: {e}")))?;
     let (control, child_end) = Channel::pair()?;
     let inherited = child_end.inheritable()?;
-    let mut command = Command::new(&exe);
+    let mut command = Command::new("/proc/self/exe");
     command
+        .arg0(&exe)
         .arg(CHILD_FLAG)
         .arg(role)
         .arg("--run-dir")
@@ -84,10 +99,8 @@ pub(crate) fn spawn_child(
     })?;
     drop(inherited);
     drop(child_end);
-    let mut handle = ChildHandle { process, control };
+    let handle = ChildHandle { process, control };
     if let Err(e) = send_json(&handle.control, setup, fds) {
-        handle.kill();
-        let _ = handle.process.wait();
         return Err(RuntimeError::Setup(format!(
             "cannot set up the {role} process: {e}"
         )));

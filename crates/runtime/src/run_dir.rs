@@ -192,8 +192,8 @@ impl RunDir {
         self.write_policy_as(POLICY_FILE, spec, env_id, weights, obs_norm)
     }
 
-    /// Writes a policy file called `name` atomically (temporary file,
-    /// fsync, rename).
+    /// Writes a policy file called `name` atomically (see
+    /// [`write_atomically`]).
     pub fn write_policy_as(
         &self,
         name: &str,
@@ -203,23 +203,60 @@ impl RunDir {
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
         let path = self.path.join(name);
-        let tmp = self.path.join(format!(".{name}.tmp"));
         let bytes = policy_safetensors(spec, env_id, weights, obs_norm);
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            PathError {
-                path: path.clone(),
-                source,
-            }
+        write_atomically(&self.path, name, &bytes).map_err(|source| PathError {
+            path: path.clone(),
+            source,
         })?;
         Ok(path)
     }
+}
+
+/// Replaces `dir/name` with `bytes` so that a reader, or a crash at any
+/// moment, sees the old file or the new one, never a mix, and a process
+/// killed while writing leaves nothing behind: the bytes go into an unnamed
+/// file (`O_TMPFILE`), which is synced, given the temporary name
+/// `.NAME.tmp` only once complete, renamed over `name`, and the directory
+/// synced. Where the file system has no `O_TMPFILE`, a named temporary file
+/// is written instead (then a kill mid-write can leave it; the supervisor
+/// removes such files when a run ends).
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let unnamed = OpenOptions::new()
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    let result = match unnamed {
+        Ok(mut file) => (|| {
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            let _ = fs::remove_file(&tmp);
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                proc_path.as_str(),
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            )
+            .map_err(io::Error::from)?;
+            fs::rename(&tmp, &path)
+        })(),
+        Err(_) => (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        })(),
+    };
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    File::open(dir)?.sync_all()
 }
 
 /// The safetensors encoding of a policy: every network parameter (float32,
@@ -304,4 +341,31 @@ pub fn policy_safetensors(
         out.extend_from_slice(data);
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_the_file_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("rl-atomic-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        write_atomically(&dir, "policy.safetensors", b"first").unwrap();
+        write_atomically(&dir, "policy.safetensors", b"second, longer").unwrap();
+        assert_eq!(
+            fs::read(dir.join("policy.safetensors")).unwrap(),
+            b"second, longer"
+        );
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["policy.safetensors"]);
+        // A directory that is not there is an error, not a panic.
+        assert!(write_atomically(&dir.join("missing"), "x", b"x").is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

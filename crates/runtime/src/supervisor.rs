@@ -678,17 +678,9 @@ impl Supervisor<'_> {
         }
     }
 
-    /// SIGKILLs every process still running and reaps them all.
+    /// SIGKILLs every process still running and reaps them all (dropping a
+    /// handle does both).
     fn kill_and_reap_all(&mut self) {
-        let handles = self
-            .learner
-            .iter_mut()
-            .chain(self.evaluator.handle.iter_mut())
-            .chain(self.workers.iter_mut().filter_map(|w| w.handle.as_mut()));
-        for handle in handles {
-            handle.kill();
-            let _ = handle.process.wait();
-        }
         self.learner = None;
         self.evaluator.handle = None;
         for w in &mut self.workers {
