@@ -382,6 +382,37 @@ impl RewardScaler {
     }
 }
 
+/// Everything a learner needs to continue exactly where it was: what a
+/// checkpoint holds of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerState {
+    /// Parameters, flat in layout order.
+    pub weights: Vec<f32>,
+    /// Adam's first and second moments, flat like the parameters.
+    pub adam_exp_avg: Vec<f32>,
+    pub adam_exp_avg_sq: Vec<f32>,
+    /// Adam steps taken.
+    pub adam_step: u64,
+    pub obs_norm: Option<RunningMeanStd>,
+    /// The reward scaler's statistics and its running discounted return per env.
+    pub reward_scaler: Option<(RunningMeanStd, Vec<f64>)>,
+    /// The minibatch-shuffle generator's position.
+    pub rng: [u64; 4],
+    /// Updates done: the position in the learning-rate and clip schedules.
+    pub updates_done: u64,
+}
+
+fn tensor_to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::try_from(&t.detach().to_device(Device::Cpu)).unwrap_or_default()
+}
+
+fn copy_into_tensor(t: &mut Tensor, values: &[f32]) {
+    tch::no_grad(|| {
+        let source = Tensor::from_slice(values).to_device(t.device());
+        t.copy_(&source);
+    });
+}
+
 /// Which implementation computes the gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -500,6 +531,98 @@ impl PpoLearner {
         } else {
             self.config.clip_coef
         }
+    }
+
+    /// The learner's whole state (see [`LearnerState`]).
+    pub fn state(&self) -> LearnerState {
+        let (adam_exp_avg, adam_exp_avg_sq, adam_step) = match &self.engine {
+            Engine::Host { adam, .. } => (adam.exp_avg.clone(), adam.exp_avg_sq.clone(), adam.step),
+            Engine::Torch { adam, .. } => (
+                tensor_to_vec(&adam.exp_avg),
+                tensor_to_vec(&adam.exp_avg_sq),
+                adam.step,
+            ),
+        };
+        LearnerState {
+            weights: self.policy_weights(),
+            adam_exp_avg,
+            adam_exp_avg_sq,
+            adam_step,
+            obs_norm: self.obs_norm.as_ref().map(|n| n.stats.clone()),
+            reward_scaler: self
+                .reward_scaler
+                .as_ref()
+                .map(|r| (r.stats.clone(), r.returns.clone())),
+            rng: self.rng.state(),
+            updates_done: self.updates_done,
+        }
+    }
+
+    /// Continues from a [`LearnerState`] of a learner with the same
+    /// architecture and settings; an error says what does not fit.
+    pub fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
+        let len = self.policy_weights().len();
+        for (what, got) in [
+            ("weights", state.weights.len()),
+            ("Adam first moments", state.adam_exp_avg.len()),
+            ("Adam second moments", state.adam_exp_avg_sq.len()),
+        ] {
+            if got != len {
+                return Err(format!("{what}: {got} values, the network has {len}"));
+            }
+        }
+        if state.obs_norm.is_some() != self.obs_norm.is_some()
+            || state.reward_scaler.is_some() != self.reward_scaler.is_some()
+        {
+            return Err("observation or reward normalisation differs from the config".into());
+        }
+        if let (Some(norm), Some(stats)) = (&mut self.obs_norm, &state.obs_norm) {
+            if stats.dim() != norm.stats.dim() {
+                return Err(format!(
+                    "observation statistics of {} values, the env has {}",
+                    stats.dim(),
+                    norm.stats.dim()
+                ));
+            }
+            norm.stats = stats.clone();
+        }
+        if let (Some(scaler), Some((stats, returns))) =
+            (&mut self.reward_scaler, &state.reward_scaler)
+        {
+            if returns.len() != scaler.returns.len() || stats.dim() != 1 {
+                return Err(format!(
+                    "reward scaling for {} envs, the run has {}",
+                    returns.len(),
+                    scaler.returns.len()
+                ));
+            }
+            scaler.stats = stats.clone();
+            scaler.returns = returns.clone();
+        }
+        self.rng = Rng::from_state(state.rng).ok_or("a shuffle generator state of all zeros")?;
+        if state.updates_done > self.num_updates {
+            return Err(format!(
+                "{} updates done, the run has {} in all",
+                state.updates_done, self.num_updates
+            ));
+        }
+        self.updates_done = state.updates_done;
+        match &mut self.engine {
+            Engine::Host { weights, adam, .. } => {
+                weights.copy_from_slice(&state.weights);
+                adam.exp_avg.copy_from_slice(&state.adam_exp_avg);
+                adam.exp_avg_sq.copy_from_slice(&state.adam_exp_avg_sq);
+                adam.step = state.adam_step;
+            }
+            Engine::Torch { net, adam } => {
+                let mut flat = net.flat().shallow_clone();
+                copy_into_tensor(&mut flat, &state.weights);
+                copy_into_tensor(&mut adam.exp_avg, &state.adam_exp_avg);
+                copy_into_tensor(&mut adam.exp_avg_sq, &state.adam_exp_avg_sq);
+                adam.step = state.adam_step;
+            }
+        }
+        Ok(())
     }
 
     /// The weights to act with, flat in layout order.

@@ -153,3 +153,62 @@ fn reward_scaling_divides_by_the_running_std_of_discounted_returns() {
     assert_eq!(rewards[0], 10.0);
     assert_eq!(clipped.returns, vec![1.0]);
 }
+
+/// A learner restored from another's state (on a different seed) continues
+/// exactly as the original: same weights, moments, statistics, schedules
+/// and shuffles, on either backend.
+#[test]
+fn a_restored_learner_continues_exactly_as_the_original() {
+    for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
+        let env = "Pendulum-v1";
+        let (spec, mut config) = spec(env);
+        config.total_timesteps = 4 * 64 * 6;
+        let registry = Registry::with_builtins();
+        let mut collector = RolloutCollector::new(
+            registry.make_vec(env, 4).unwrap(),
+            Policy::new(spec.clone()).unwrap(),
+            5,
+            0,
+        )
+        .unwrap();
+        let mut original = PpoLearner::new(spec.clone(), config.clone(), 4, 5, backend);
+        let mut rollouts = Vec::new();
+        for i in 0..6 {
+            collector
+                .set_policy(&original.policy_weights(), original.obs_norm.clone())
+                .unwrap();
+            let rollout = collector.collect(config.num_steps).unwrap();
+            if i == 3 {
+                break;
+            }
+            original.update(&rollout);
+            rollouts.push(rollout);
+        }
+        let state = original.state();
+        let mut restored = PpoLearner::new(spec.clone(), config.clone(), 4, 77, backend);
+        assert_ne!(restored.policy_weights(), original.policy_weights());
+        restored.restore(&state).unwrap();
+        assert_eq!(restored.state(), state, "{backend:?}");
+        for rollout in &rollouts {
+            let (a, b) = (original.update(rollout), restored.update(rollout));
+            assert_eq!(a, b, "{backend:?}");
+        }
+        assert_eq!(restored.state(), original.state(), "{backend:?}");
+
+        // A state that does not fit is refused with a reason.
+        let mut other = PpoLearner::new(
+            spec.clone(),
+            PpoConfig {
+                normalize_obs: false,
+                ..config.clone()
+            },
+            4,
+            5,
+            backend,
+        );
+        assert!(other.restore(&state).unwrap_err().contains("normalisation"));
+        let mut short = state.clone();
+        short.adam_exp_avg.pop();
+        assert!(restored.restore(&short).unwrap_err().contains("Adam"));
+    }
+}

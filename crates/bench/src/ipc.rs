@@ -213,6 +213,7 @@ pub fn transport() -> Result<(), String> {
         let slot = RolloutSlot::open(fd, slot_capacity as usize).map_err(err)?;
         let mut scratch = DecodeScratch::default();
         let mut received = Rollout::default();
+        let mut snapshot = Vec::new();
         let mut payload = 0;
         let messages = (512 * 1024 / kib).clamp(8, 2000);
         let mut start = Instant::now();
@@ -230,7 +231,7 @@ pub fn transport() -> Result<(), String> {
             else {
                 return Err("expected a rollout header".into());
             };
-            slot.read(&header, &mut scratch, &mut received)
+            slot.read(&header, &mut scratch, &mut received, &mut snapshot)
                 .map_err(err)?;
             black_box(&received);
             payload = header.payload_len as usize;
@@ -276,7 +277,7 @@ pub fn transport_writer(args: &[String]) -> Result<(), String> {
         match ToWorker::decode(&buf[..got.len]).map_err(err)? {
             ToWorker::Stop => return Ok(()),
             ToWorker::Collect { version } => {
-                let header = slot.write(0, 0, version, &rollout).map_err(err)?;
+                let header = slot.write(0, 0, version, &rollout, &[]).map_err(err)?;
                 channel
                     .send(&ToLearner::Rollout(header).encode(), &[])
                     .map_err(err)?;

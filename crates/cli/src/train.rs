@@ -1,4 +1,5 @@
 //! `train --config FILE [--run-dir DIR] [--seed N] [--set table.key=value]...`
+//! `train --resume RUN_DIR`
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,8 +12,8 @@ use clap::Parser;
 use rl_algo::ppo::UpdateStats;
 use rl_env::Registry;
 use rl_runtime::{
-    run_child_if_requested, train_in_process, train_multi_process, Ending, EvalResult, Observer,
-    Progress, RunDir, TrainSummary,
+    prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,
+    EvalResult, Observer, Progress, RunDir, RunLock, TrainSummary,
 };
 
 use crate::config;
@@ -29,10 +30,15 @@ pub mod exit {
 /// Train a policy with PPO.
 #[derive(Debug, Parser)]
 #[command(name = "train", version, about, long_about = None)]
+#[command(group(clap::ArgGroup::new("start").required(true).args(["config", "resume"])))]
 pub struct TrainArgs {
     /// The config file (TOML); see configs/ for examples.
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Continues the run in RUN_DIR from its newest valid checkpoint, with
+    /// the run's own config.toml.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "seed", "overrides"])]
+    pub resume: Option<PathBuf>,
     /// Where to write the run (default: runs/<config name>-<UTC start time>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
@@ -182,29 +188,91 @@ pub fn train_main(registry: &Registry) -> ExitCode {
 
 /// Runs `train` with parsed arguments; returns the exit code.
 pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
-    let loaded = match config::load(&args.config, &args.overrides, args.seed, registry) {
+    let (config_path, overrides, seed) = match (&args.config, &args.resume) {
+        (Some(config), _) => (config.clone(), args.overrides.as_slice(), args.seed),
+        (None, Some(run)) => (run.join("config.toml"), &[][..], None),
+        (None, None) => {
+            eprintln!("train: give --config FILE or --resume RUN_DIR");
+            return exit::USAGE;
+        }
+    };
+    let loaded = match config::load(&config_path, overrides, seed, registry) {
         Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("train: {}", message.replace('\n', "\ntrain: "));
             return exit::USAGE;
         }
     };
-    let run_path = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(&args.config));
-    let run_dir = match RunDir::create(&run_path) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("train: cannot create the run directory: {e}");
-            return exit::USAGE;
+    let run_dir = match &args.resume {
+        Some(run) => match RunDir::existing(run) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("train: cannot resume: {e}");
+                return exit::USAGE;
+            }
+        },
+        None => {
+            let run_path = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| default_run_dir(&config_path));
+            match RunDir::create(&run_path) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!("train: cannot create the run directory: {e}");
+                    return exit::USAGE;
+                }
+            }
         }
     };
     println!("{}", run_dir.path().display());
-    if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
-        eprintln!("train: {e}");
-        return exit::FAILED;
-    }
+    let _lock = match RunLock::acquire(&run_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("train: {e}");
+            return exit::FAILED;
+        }
+    };
+    let resume = match &args.resume {
+        None => {
+            if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
+                eprintln!("train: {e}");
+                return exit::FAILED;
+            }
+            None
+        }
+        Some(_) => match prepare_resume(registry, &loaded.settings, &run_dir) {
+            Ok(plan) => {
+                for r in &plan.rejected {
+                    eprintln!("train: skipping {}: {}", r.path.display(), r.reason);
+                }
+                let c = &plan.from.checkpoint;
+                if plan.complete {
+                    println!(
+                        "the run is complete ({} updates, {} env steps); nothing to resume",
+                        c.learner.updates_done, c.env_steps
+                    );
+                    return exit::DONE;
+                }
+                println!(
+                    "resuming from {} ({} of {} updates, {} env steps){}",
+                    plan.from.path.display(),
+                    c.learner.updates_done,
+                    c.num_updates,
+                    c.env_steps,
+                    match plan.dropped_rows {
+                        (0, 0) => String::new(),
+                        (t, e) => format!("; {t} train.csv and {e} eval.csv rows after it dropped"),
+                    }
+                );
+                Some(plan.from)
+            }
+            Err(e) => {
+                eprintln!("train: {}", e.to_string().replace('\n', "\ntrain: "));
+                return exit::FAILED;
+            }
+        },
+    };
 
     // First Ctrl-C (or SIGTERM): finish the current update, save, exit 130
     // (143). A second one exits at once.
@@ -223,9 +291,23 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         last_draw: None,
     };
     let result = if multi_process {
-        train_multi_process(registry, &loaded.settings, &run_dir, &signals, &mut status)
+        train_multi_process(
+            registry,
+            &loaded.settings,
+            &run_dir,
+            resume.as_ref(),
+            &signals,
+            &mut status,
+        )
     } else {
-        train_in_process(registry, &loaded.settings, &run_dir, &stop, &mut status)
+        train_in_process(
+            registry,
+            &loaded.settings,
+            &run_dir,
+            resume.as_ref(),
+            &stop,
+            &mut status,
+        )
     };
     status.finish();
     match result {

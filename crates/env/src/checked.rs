@@ -179,4 +179,43 @@ impl<E: Env> Env for Checked<E> {
         self.phase = Phase::Running;
         Ok(())
     }
+
+    /// The episode bookkeeping (steps taken, reset/end state) and the inner
+    /// env's snapshot.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let inner = self.inner.snapshot()?;
+        let mut w = crate::snapshot::SnapshotWriter::new();
+        w.u32(self.elapsed_steps);
+        match self.phase {
+            Phase::NeverReset => w.u8(0),
+            Phase::Running => w.u8(1),
+            Phase::Ended { terminated: false } => w.u8(2),
+            Phase::Ended { terminated: true } => w.u8(3),
+        };
+        w.bytes(&inner);
+        Some(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let mut r = crate::snapshot::SnapshotReader::new(&self.id, snapshot);
+        let elapsed_steps = r.u32()?;
+        let phase = match r.u8()? {
+            0 => Phase::NeverReset,
+            1 => Phase::Running,
+            2 => Phase::Ended { terminated: false },
+            3 => Phase::Ended { terminated: true },
+            other => {
+                return Err(EnvError::State {
+                    env: self.id.clone(),
+                    problem: format!("cannot restore the snapshot: episode phase {other}"),
+                })
+            }
+        };
+        let inner = r.bytes()?;
+        r.finish()?;
+        self.inner.restore(inner)?;
+        self.elapsed_steps = elapsed_steps;
+        self.phase = phase;
+        Ok(())
+    }
 }

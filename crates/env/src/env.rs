@@ -77,6 +77,24 @@ pub trait Env: Send {
         })
     }
 
+    /// The env's whole state as bytes: everything its next `step` and
+    /// `reset(None)` depend on, its random generator included (see
+    /// [`crate::snapshot`]). `None` (the default) when the env does not
+    /// support snapshots; a resumed run then starts its episodes afresh.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Puts the env back in the state of a [`Env::snapshot`] of an env of
+    /// the same kind.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let _ = snapshot;
+        Err(EnvError::State {
+            env: self.name().to_string(),
+            problem: "this environment does not support snapshots".to_string(),
+        })
+    }
+
     /// `reset_into` into a new vector.
     fn reset(&mut self, seed: Option<u64>) -> Result<Vec<f32>, EnvError> {
         let mut obs = vec![0.0; self.observation_space().flat_dim()];
@@ -119,5 +137,11 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn set_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
         (**self).set_state(state, obs)
+    }
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        (**self).snapshot()
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        (**self).restore(snapshot)
     }
 }

@@ -55,6 +55,17 @@ impl Rng {
         Rng::from_seed(hasher.finish())
     }
 
+    /// The generator's position in its stream, for snapshots.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator at a position taken with [`Rng::state`]; `None` for the
+    /// all-zero state, which Xoshiro can never be in.
+    pub fn from_state(s: [u64; 4]) -> Option<Self> {
+        (s != [0; 4]).then_some(Rng { s })
+    }
+
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let result = (self.s[0].wrapping_add(self.s[3]))

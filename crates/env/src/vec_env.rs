@@ -1,6 +1,7 @@
 //! `VecEnv`: many envs stepped together into contiguous buffers.
 
 use crate::rng::derive_seed;
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, Actions, Checked, Env, EnvError, Space};
 
 /// An episode that ended during the last `step` of a [`VecEnv`].
@@ -126,6 +127,72 @@ impl<E: Env> VecEnv<E> {
         self.episode_lengths.fill(0);
         self.finished.clear();
         self.was_reset = true;
+        Ok(())
+    }
+
+    /// Every env's state and the vectorised env's own (current
+    /// observations, running episode returns and lengths), as bytes; `None`
+    /// when an env does not support snapshots.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut w = SnapshotWriter::new();
+        w.u64(self.num_envs() as u64)
+            .u64(self.obs_dim as u64)
+            .bool(self.was_reset);
+        for ((env, ret), len) in self
+            .envs
+            .iter()
+            .zip(&self.episode_returns)
+            .zip(&self.episode_lengths)
+        {
+            w.f64(*ret).u32(*len).bytes(&env.snapshot()?);
+        }
+        for x in &self.obs {
+            w.f32(*x);
+        }
+        Some(w.finish())
+    }
+
+    /// Puts every env back as a [`VecEnv::snapshot`] of a vectorised env of
+    /// the same envs found them; the next `step` continues exactly.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let id = self.id().to_string();
+        let mut r = SnapshotReader::new(&id, snapshot);
+        let (num_envs, obs_dim) = (r.u64()?, r.u64()?);
+        if (num_envs, obs_dim) != (self.num_envs() as u64, self.obs_dim as u64) {
+            return Err(EnvError::State {
+                env: id.clone(),
+                problem: format!(
+                    "cannot restore a snapshot of {num_envs} envs with {obs_dim} observations into {} envs with {}",
+                    self.num_envs(),
+                    self.obs_dim
+                ),
+            });
+        }
+        let was_reset = r.bool()?;
+        let mut returns = Vec::with_capacity(self.num_envs());
+        let mut lengths = Vec::with_capacity(self.num_envs());
+        let mut envs = Vec::with_capacity(self.num_envs());
+        for _ in 0..self.num_envs() {
+            returns.push(r.f64()?);
+            lengths.push(r.u32()?);
+            envs.push(r.bytes()?);
+        }
+        let mut obs = Vec::with_capacity(self.obs.len());
+        for _ in 0..self.obs.len() {
+            obs.push(r.f32()?);
+        }
+        r.finish()?;
+        for (env, bytes) in self.envs.iter_mut().zip(envs) {
+            env.restore(bytes)?;
+        }
+        self.obs = obs;
+        self.episode_returns = returns;
+        self.episode_lengths = lengths;
+        self.was_reset = was_reset;
+        self.rewards.fill(0.0);
+        self.terminated.fill(false);
+        self.truncated.fill(false);
+        self.finished.clear();
         Ok(())
     }
 

@@ -10,13 +10,16 @@
 //!  24  num_steps u32        28  num_envs u32
 //!  32  obs_dim u32          36  action_dim u32
 //!  40  num_episodes u32     44  reserved u32
-//!  48  payload_len u64      56  reserved u64
+//!  48  payload_len u64      56  snapshot_len u64
 //! payload, T = num_steps, E = num_envs
 //!   obs f32[T*E*obs_dim] | actions f32[T*E*action_dim] | log_probs f32[T*E]
 //!   | values f32[T*E] | rewards f32[T*E] | final_values f32[T*E]
 //!   | last_obs f32[E*obs_dim] | last_values f32[E]
 //!   | terminated u8[T*E] | truncated u8[T*E]
 //!   | episodes (return f64, length u32, step u32, env u32)[num_episodes]
+//! then, in the slot, snapshot_len bytes: the worker's collector snapshot
+//! after this rollout (its envs and sampling streams; see
+//! `rl_policy::RolloutCollector::snapshot`), which checkpoints keep
 //! ```
 //!
 //! The header travels as a message on the worker's socket; the payload sits
@@ -62,6 +65,9 @@ pub struct RolloutHeader {
     pub action_dim: u32,
     pub num_episodes: u32,
     pub payload_len: u64,
+    /// Bytes of the collector snapshot that follow the payload in the slot
+    /// (0: none).
+    pub snapshot_len: u64,
 }
 
 /// Bytes of a payload with these sizes, if it can exist at all.
@@ -137,6 +143,7 @@ impl RolloutHeader {
             action_dim: to_u32(ad, "action_dim")?,
             num_episodes: to_u32(r.episodes.len(), "num_episodes")?,
             payload_len,
+            snapshot_len: 0,
         })
     }
 
@@ -157,6 +164,7 @@ impl RolloutHeader {
             h[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
         h[48..56].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[56..64].copy_from_slice(&self.snapshot_len.to_le_bytes());
         h
     }
 
@@ -189,6 +197,7 @@ impl RolloutHeader {
             action_dim: u32_at(bytes, 36),
             num_episodes: u32_at(bytes, 40),
             payload_len: u64_at(bytes, 48),
+            snapshot_len: u64_at(bytes, 56),
         };
         header.check()?;
         Ok(header)
@@ -215,10 +224,10 @@ impl RolloutHeader {
                 self.payload_len
             )));
         }
-        if self.payload_len > MAX_PAYLOAD {
+        if self.payload_len > MAX_PAYLOAD || self.snapshot_len > MAX_PAYLOAD {
             return Err(malformed(format!(
-                "payload of {} bytes exceeds the limit of {MAX_PAYLOAD}",
-                self.payload_len
+                "payload of {} bytes and snapshot of {} exceed the limit of {MAX_PAYLOAD}",
+                self.payload_len, self.snapshot_len
             )));
         }
         if episodes > t * e {

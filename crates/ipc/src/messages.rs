@@ -1,7 +1,7 @@
 //! Every message that crosses a process boundary, and who sends it to whom.
 //!
 //! ```text
-//!                 Setup (+ fds)                 WorkerJoined (+ data channel), Stop
+//!                 Setup (+ fds)                 WorkerJoined (+ data channel), Stop, SaveBest
 //!   supervisor ------------------> any child    supervisor --------------------------> learner
 //!   supervisor <-- LearnerToSupervisor -------- learner
 //!   supervisor --- SupervisorToEvaluator -----> evaluator
@@ -39,6 +39,9 @@ pub struct Setup {
     /// When the run started, in seconds since the Unix epoch: every process
     /// measures `time_s` from it.
     pub start_unix_s: f64,
+    /// The checkpoint a resumed run continues from (the learner its state,
+    /// each first-generation worker its envs).
+    pub resume: Option<String>,
     pub role: RoleSetup,
 }
 
@@ -71,6 +74,9 @@ pub enum SupervisorToLearner {
     /// Finish or abandon the current update, save the weights, answer
     /// `Stopped` and exit.
     Stop,
+    /// The evaluator found weights `version` the best so far: save the
+    /// learner's state at that version as the best checkpoint.
+    SaveBest { version: u64 },
 }
 
 /// Learner -> supervisor.
@@ -91,6 +97,8 @@ pub enum LearnerToSupervisor {
     Finished(RunReport),
     /// Stopped on request; weights saved.
     Stopped(RunReport),
+    /// Something the user should know; training goes on.
+    Warning { message: String },
     /// Something the learner cannot recover from.
     Failed { message: String },
 }
@@ -159,6 +167,8 @@ pub struct EvalReport {
     pub env_steps: u64,
     pub policy_version: u64,
     pub returns: Vec<f64>,
+    /// The mean beats every earlier evaluation of the run.
+    pub new_best: bool,
 }
 
 /// How far a learner got.

@@ -55,47 +55,74 @@ impl RolloutSlot {
         self.mapping.fd()
     }
 
-    /// Encodes `r`'s payload into the slot and returns the header that
-    /// describes it.
+    /// Encodes `r`'s payload and, after it, `snapshot` into the slot, and
+    /// returns the header that describes them.
     pub fn write(
         &mut self,
         worker: u32,
         generation: u32,
         weights_version: u64,
         r: &Rollout,
+        snapshot: &[u8],
     ) -> Result<RolloutHeader, FrameError> {
-        let header = RolloutHeader::for_rollout(worker, generation, weights_version, r)?;
-        if header.payload_len > self.capacity() as u64 {
+        let mut header = RolloutHeader::for_rollout(worker, generation, weights_version, r)?;
+        header.snapshot_len = snapshot.len() as u64;
+        let total = header.payload_len + header.snapshot_len;
+        if total > self.capacity() as u64 {
             return Err(FrameError::Malformed(format!(
-                "a payload of {} bytes does not fit the slot of {}",
+                "a payload of {} bytes and a snapshot of {} do not fit the slot of {}",
                 header.payload_len,
+                header.snapshot_len,
                 self.capacity()
             )));
         }
         // SAFETY: the mapping holds `capacity >= payload_len` bytes.
         let mut sink = unsafe { Sink::new(self.mapping.as_ptr(), header.payload_len as usize) };
         encode_payload(r, &header, &mut sink);
+        // SAFETY: the snapshot fits after the payload (checked above); the
+        // source is our own memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                snapshot.as_ptr(),
+                self.mapping.as_ptr().add(header.payload_len as usize),
+                snapshot.len(),
+            );
+        }
         Ok(header)
     }
 
     /// Copies and checks the payload a (decoded, checked) `header` describes
-    /// into `out`.
+    /// into `out`, and the snapshot after it into `snapshot` (opaque bytes:
+    /// the worker that restores them checks them).
     pub fn read(
         &self,
         header: &RolloutHeader,
         scratch: &mut DecodeScratch,
         out: &mut Rollout,
+        snapshot: &mut Vec<u8>,
     ) -> Result<(), FrameError> {
-        if header.payload_len > self.capacity() as u64 {
+        let total = header.payload_len.saturating_add(header.snapshot_len);
+        if total > self.capacity() as u64 {
             return Err(FrameError::Malformed(format!(
-                "the header announces {} bytes, the slot holds {}",
+                "the header announces {} + {} bytes, the slot holds {}",
                 header.payload_len,
+                header.snapshot_len,
                 self.capacity()
             )));
         }
         // SAFETY: the mapping holds at least `payload_len` bytes and lives as
         // long as `self`; the source only copies out of it.
         let mut src = unsafe { Source::new(self.mapping.as_ptr(), header.payload_len as usize) };
-        decode_payload(header, &mut src, scratch, out)
+        decode_payload(header, &mut src, scratch, out)?;
+        snapshot.resize(header.snapshot_len as usize, 0);
+        // SAFETY: in bounds (checked above); `snapshot` is ours.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.mapping.as_ptr().add(header.payload_len as usize),
+                snapshot.as_mut_ptr(),
+                snapshot.len(),
+            );
+        }
+        Ok(())
     }
 }

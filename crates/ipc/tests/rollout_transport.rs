@@ -53,7 +53,10 @@ fn rollouts_cross_a_channel_and_a_slot_unchanged() {
             slot_capacity: slot.capacity() as u64,
         };
         worker_end.send(&hello.encode(), &[slot.fd()]).unwrap();
-        let header = slot.write(2, 1, 40 + i as u64, expected).unwrap();
+        let snapshot: Vec<u8> = (0..100 + i as u8).collect();
+        let header = slot
+            .write(2, 1, 40 + i as u64, expected, &snapshot)
+            .unwrap();
         worker_end
             .send(&ToLearner::Rollout(header).encode(), &[])
             .unwrap();
@@ -82,10 +85,20 @@ fn rollouts_cross_a_channel_and_a_slot_unchanged() {
             (2, 1, 40 + i as u64)
         );
         let mut got = Rollout::default();
+        let mut got_snapshot = Vec::new();
         learner_slot
-            .read(&got_header, &mut DecodeScratch::default(), &mut got)
+            .read(
+                &got_header,
+                &mut DecodeScratch::default(),
+                &mut got,
+                &mut got_snapshot,
+            )
             .unwrap();
         assert_eq!(&got, expected);
+        assert_eq!(
+            got_snapshot, snapshot,
+            "the snapshot travels after the payload"
+        );
     }
 }
 
@@ -171,13 +184,23 @@ fn a_header_that_does_not_fit_the_slot_is_refused() {
     let small = rollout("CartPole-v1", 4);
     let big = rollout("CartPole-v1", 40);
     let mut slot = RolloutSlot::create(max_capacity(&small)).unwrap();
-    assert!(slot.write(0, 0, 0, &big).is_err());
+    assert!(slot.write(0, 0, 0, &big, &[]).is_err());
+    let room = slot.capacity()
+        - RolloutHeader::for_rollout(0, 0, 0, &small)
+            .unwrap()
+            .payload_len as usize;
+    assert!(
+        slot.write(0, 0, 0, &small, &vec![0; room + 1]).is_err(),
+        "a snapshot too big"
+    );
+    assert!(slot.write(0, 0, 0, &small, &vec![0; room]).is_ok());
     let header = RolloutHeader::for_rollout(0, 0, 0, &big).unwrap();
     let err = slot
         .read(
             &header,
             &mut DecodeScratch::default(),
             &mut Rollout::default(),
+            &mut Vec::new(),
         )
         .unwrap_err();
     assert!(err.to_string().contains("the slot holds"), "{err}");
@@ -192,5 +215,5 @@ fn inconsistent_rollouts_are_not_encoded() {
     r.rewards.pop();
     assert!(RolloutHeader::for_rollout(0, 0, 1, &r).is_err());
     let mut slot = RolloutSlot::create(1 << 16).unwrap();
-    assert!(slot.write(0, 0, 1, &r).is_err());
+    assert!(slot.write(0, 0, 1, &r, &[]).is_err());
 }

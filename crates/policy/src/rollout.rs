@@ -1,6 +1,7 @@
 //! Rollouts: what acting produces and learning consumes.
 
 use rl_env::rng::{derive_seed, Rng};
+use rl_env::snapshot::{SnapshotReader, SnapshotWriter};
 use rl_env::{Actions, EnvError, Space, VecEnv};
 
 use crate::{ObsNormalizer, Policy};
@@ -247,6 +248,46 @@ impl RolloutCollector {
         Ok(())
     }
 
+    /// The collector's whole state as bytes: its envs (see
+    /// [`VecEnv::snapshot`]) and each env's action-sampling stream. `None`
+    /// when an env does not support snapshots.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        let envs = self.envs.snapshot()?;
+        let mut w = SnapshotWriter::new();
+        w.u64(self.first_env_index).u64(self.rngs.len() as u64);
+        for rng in &self.rngs {
+            w.rng(rng);
+        }
+        w.bytes(&envs);
+        Some(w.finish())
+    }
+
+    /// Puts the collector back as a [`RolloutCollector::snapshot`] of a
+    /// collector of the same envs found it: the next rollout is the one it
+    /// would have collected.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let id = self.envs.id().to_string();
+        let mut r = SnapshotReader::new(&id, snapshot);
+        let (first, n) = (r.u64()?, r.u64()?);
+        if (first, n) != (self.first_env_index, self.rngs.len() as u64) {
+            return Err(EnvError::State {
+                env: id,
+                problem: format!(
+                    "cannot restore a snapshot of envs {first}..{} into envs {}..{}",
+                    first + n,
+                    self.first_env_index,
+                    self.first_env_index + self.rngs.len() as u64
+                ),
+            });
+        }
+        let rngs = (0..n).map(|_| r.rng()).collect::<Result<Vec<_>, _>>()?;
+        let envs = r.bytes()?;
+        r.finish()?;
+        self.envs.restore(envs)?;
+        self.rngs = rngs;
+        Ok(())
+    }
+
     /// The policy acting, to load weights in place.
     pub fn policy_mut(&mut self) -> &mut Policy {
         &mut self.policy
@@ -418,6 +459,22 @@ mod tests {
                 assert!(!expected.episodes.is_empty(), "{env_id}: no episode ended");
                 assert_eq!(merged, expected, "{env_id}");
             }
+        }
+    }
+
+    #[test]
+    fn a_restored_collector_collects_the_rollouts_it_would_have_collected() {
+        for (env_id, normalize) in [("CartPole-v1", false), ("Pendulum-v1", true)] {
+            let mut original = collector(env_id, 6, 4, normalize);
+            original.collect(300).unwrap();
+            let snapshot = original.snapshot().unwrap();
+            let expected = original.collect(300).unwrap();
+            let mut restored = collector(env_id, 6, 4, normalize);
+            restored.collect(17).unwrap();
+            restored.restore(&snapshot).unwrap();
+            assert_eq!(restored.collect(300).unwrap(), expected, "{env_id}");
+            let mut elsewhere = collector(env_id, 6, 0, normalize);
+            assert!(elsewhere.restore(&snapshot).is_err(), "other global envs");
         }
     }
 

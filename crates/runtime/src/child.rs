@@ -117,6 +117,8 @@ pub(crate) struct ChildContext {
     pub block: WeightBlock,
     /// Descriptors attached to the setup after the weight block.
     pub extra_fds: Vec<OwnedFd>,
+    /// The checkpoint a resumed run continues from.
+    pub resume: Option<String>,
 }
 
 impl ChildContext {
@@ -226,6 +228,7 @@ fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
         start_unix_s: setup.start_unix_s,
         block: WeightBlock::open(block_fd)?,
         extra_fds: fds.collect(),
+        resume: setup.resume.clone(),
     };
     match setup.role {
         RoleSetup::Learner => crate::learner::run_learner(registry, context),
@@ -235,17 +238,21 @@ fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
             first_env_index,
             num_envs,
             seed,
-        } => crate::worker::run_worker(
-            registry,
-            context,
-            crate::worker::WorkerIdentity {
-                worker,
-                generation,
-                first_env_index,
-                num_envs: num_envs as usize,
-                seed,
-            },
-        ),
+        } => {
+            let resume = (generation == 0).then(|| context.resume.clone()).flatten();
+            crate::worker::run_worker(
+                registry,
+                context,
+                crate::worker::WorkerIdentity {
+                    worker,
+                    generation,
+                    first_env_index,
+                    num_envs: num_envs as usize,
+                    seed,
+                    resume,
+                },
+            )
+        }
         RoleSetup::Evaluator { .. } => crate::evaluator::run_evaluator(registry, context),
     }
 }

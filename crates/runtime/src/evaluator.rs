@@ -1,8 +1,11 @@
-//! The evaluator process: watches the weight block and, whenever training
-//! has passed the next evaluation point, evaluates the newest weights on its
-//! own envs, appends to `eval.csv` and keeps the best policy. It only reads
-//! the block, so it never holds the learner up; when it falls behind it
-//! skips to the newest version.
+//! The evaluator process: watches the evaluation block, into which the
+//! learner publishes the weights of each evaluation point (the versions a
+//! single-process run evaluates), evaluates the newest on its own envs,
+//! appends to `eval.csv`, draws `curve.png`, keeps the best policy, and says
+//! when an evaluation is the best so far (the learner then saves its state
+//! at that version as the best checkpoint). It only reads the block, so it
+//! never holds the learner up; when it falls behind it skips to the newest
+//! evaluation point.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use rl_ipc::ChannelError;
 use rl_policy::{ObsNormalizer, Policy};
 
 use crate::child::{report_failure, ChildContext};
-use crate::eval::{evaluate, next_eval_after, EvalRecorder};
+use crate::eval::{evaluate, EvalRecorder};
 use crate::run_dir::RunDir;
 use crate::trainer::{spec_for, RuntimeError};
 
@@ -31,37 +34,22 @@ pub(crate) fn run_evaluator(
     })
 }
 
-/// What earlier evaluator processes of this run wrote: the newest version
-/// evaluated and the best mean return, from `eval.csv`.
-fn earlier_evaluations(run_dir: &RunDir) -> (Option<u64>, Option<f64>) {
-    let text = std::fs::read_to_string(run_dir.path().join("eval.csv")).unwrap_or_default();
-    let mut last = None;
-    let mut best: Option<f64> = None;
-    // Only complete lines count: a process killed mid-write leaves at most a
-    // partial last line.
-    for line in text
-        .split_inclusive('\n')
-        .skip(1)
-        .filter(|l| l.ends_with('\n'))
-    {
-        let fields: Vec<&str> = line.trim_end().split(',').collect();
-        let (Some(version), Some(mean)) = (
-            fields.get(2).and_then(|v| v.parse::<u64>().ok()),
-            fields.get(3).and_then(|v| v.parse::<f64>().ok()),
-        ) else {
-            continue;
-        };
-        last = Some(last.map_or(version, |l: u64| l.max(version)));
-        best = Some(best.map_or(mean, |b| b.max(mean)));
-    }
-    (last, best)
+/// The newest version already in `eval.csv` (written by an earlier
+/// evaluator process of this run, or before a resume).
+fn last_evaluated(run_dir: &RunDir) -> Option<u64> {
+    rl_metrics::csv::read_table(&run_dir.path().join("eval.csv"))
+        .ok()?
+        .values("policy_version")
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .map(|v| v as u64)
+        .max()
 }
 
 fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> {
     let settings = &context.settings;
     let control = &context.control;
     let run_dir = RunDir::existing(&context.run_dir)?;
-    let (last_evaluated_version, best_return) = earlier_evaluations(&run_dir);
     let spec = spec_for(registry, settings)?;
     let obs_dim = spec.obs_dim;
     let mut policy = Policy::new(spec.clone())?;
@@ -75,14 +63,10 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
         run_dir.append_eval_csv()?,
         spec,
         &settings.env.id,
-        best_return,
-    );
+        context.start_unix_s,
+    )?;
     let steps_per_update = settings.steps_per_update();
-    let interval = settings.eval.interval_steps;
-    let mut last_evaluated = last_evaluated_version;
-    let mut next_eval = last_evaluated.map_or(interval, |v| {
-        next_eval_after(v * steps_per_update, interval)
-    });
+    let mut last_evaluated = last_evaluated(&run_dir);
     send_json(control, &EvaluatorToSupervisor::Ready, &[])?;
 
     let mut evaluate_latest =
@@ -107,7 +91,8 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
                 version,
             )?;
             let elapsed_s = context.elapsed_s();
-            recorder.record(elapsed_s, &result, policy.weights(), obs_norm.as_ref())?;
+            let new_best =
+                recorder.record(elapsed_s, &result, policy.weights(), obs_norm.as_ref())?;
             *last_evaluated = Some(version);
             send_json(
                 control,
@@ -116,6 +101,7 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
                     env_steps,
                     policy_version: version,
                     returns: result.returns,
+                    new_best,
                 }),
                 &[],
             )?;
@@ -144,11 +130,8 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
         let Some(latest) = context.block.latest_version() else {
             continue;
         };
-        let due = latest * steps_per_update >= next_eval;
-        if due && last_evaluated.is_none_or(|v| latest > v) {
-            if let Some(version) = evaluate_latest(&mut last_evaluated)? {
-                next_eval = next_eval_after(version * steps_per_update, interval);
-            }
+        if last_evaluated.is_none_or(|v| latest > v) {
+            evaluate_latest(&mut last_evaluated)?;
         }
     }
 }

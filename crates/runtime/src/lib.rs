@@ -19,12 +19,16 @@
 //! CLI does), every file they write is flushed row by row, and no process a
 //! run starts outlives it.
 
+pub mod checkpoint;
 mod child;
-mod eval;
+pub mod eval;
 mod evaluator;
 mod learner;
 pub mod pool;
+mod record;
+pub mod resume;
 pub mod run_dir;
+pub mod safetensors;
 mod settings;
 mod supervisor;
 pub mod throughput;
@@ -32,8 +36,13 @@ mod trainer;
 mod worker;
 
 pub use child::{run_child_if_requested, CHILD_FLAG};
+pub use eval::{draw_curve, CURVE_FILE};
+pub use record::rebuild_tensorboard;
+pub use resume::{prepare_resume, ResumePlan, RunLock};
 pub use run_dir::{RunDir, BEST_POLICY_FILE, EVAL_CSV_HEADER, POLICY_FILE, TRAIN_CSV_HEADER};
-pub use settings::{EnvSettings, EvalSettings, NetworkSettings, RunSettings, TrainSettings};
+pub use settings::{
+    CheckpointSettings, EnvSettings, EvalSettings, NetworkSettings, RunSettings, TrainSettings,
+};
 pub use supervisor::train_multi_process;
 pub use trainer::{
     policy_spec, spec_for, train_in_process, Ending, EvalResult, Observer, Progress, RuntimeError,

@@ -71,6 +71,10 @@ pub struct WorkerPool {
     timeout: Duration,
     version: Option<u64>,
     parts: Vec<Rollout>,
+    /// Each worker's collector snapshot after its latest accepted rollout:
+    /// its envs at the start of the round after (what checkpoints keep).
+    snapshots: Vec<Vec<u8>>,
+    incoming_snapshot: Vec<u8>,
     scratch: DecodeScratch,
     buf: Vec<u8>,
     /// Worker messages rejected so far.
@@ -101,6 +105,8 @@ impl WorkerPool {
             timeout,
             version: None,
             parts: (0..num_workers).map(|_| Rollout::default()).collect(),
+            snapshots: vec![Vec::new(); num_workers],
+            incoming_snapshot: Vec::new(),
             scratch: DecodeScratch::default(),
             buf: Vec::new(),
             rejected: 0,
@@ -283,11 +289,14 @@ impl WorkerPool {
                         events,
                     );
                 }
-                if slot_capacity != self.slot_capacity as u64 {
+                // The payload's room, plus whatever the worker set aside for
+                // its snapshot (within the message limit).
+                let limit = self.slot_capacity as u64 + rl_ipc::frame::MAX_PAYLOAD;
+                if slot_capacity < self.slot_capacity as u64 || slot_capacity > limit {
                     return self.reject(
                         worker,
                         format!(
-                            "a slot of {slot_capacity} bytes, expected {}",
+                            "a slot of {slot_capacity} bytes, expected {} to {limit}",
                             self.slot_capacity
                         ),
                         events,
@@ -296,7 +305,7 @@ impl WorkerPool {
                 let Some(fd) = received.fds.into_iter().next() else {
                     return self.reject(worker, "a hello without its slot".into(), events);
                 };
-                match RolloutSlot::open(fd, self.slot_capacity) {
+                match RolloutSlot::open(fd, slot_capacity as usize) {
                     Ok(slot) => self.links[worker].slot = Some(slot),
                     Err(e) => return self.reject(worker, e.to_string(), events),
                 }
@@ -313,6 +322,7 @@ impl WorkerPool {
                 if let Err(reason) = self.accept(worker, &header) {
                     return self.reject(worker, reason, events);
                 }
+                std::mem::swap(&mut self.snapshots[worker], &mut self.incoming_snapshot);
                 self.links[worker].state = LinkState::Idle;
                 self.links[worker].delivered = true;
             }
@@ -350,7 +360,7 @@ impl WorkerPool {
         }
         let slot = link.slot.as_ref().ok_or("a rollout before its slot")?;
         let part = &mut self.parts[worker];
-        slot.read(h, &mut self.scratch, part)
+        slot.read(h, &mut self.scratch, part, &mut self.incoming_snapshot)
             .map_err(|e| e.to_string())?;
         let first = (worker * s.envs_per_worker) as u32;
         let envs = first..first + s.envs_per_worker as u32;
@@ -361,6 +371,12 @@ impl WorkerPool {
             ));
         }
         Ok(())
+    }
+
+    /// Each worker's latest collector snapshot (empty where its envs do not
+    /// support snapshots), by worker index.
+    pub fn snapshots(&self) -> Vec<Vec<u8>> {
+        self.snapshots.clone()
     }
 
     /// The envs of `worker`, as global indices.

@@ -9,7 +9,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use rl_policy::{ObsNormalizer, ParamLayout, PolicySpec};
+
+use crate::safetensors::{encode, TensorData};
 
 pub const TRAIN_CSV_HEADER: &str = "time_s,env_steps,updates,steps_per_s,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_variance,learning_rate,episode_return_mean";
 pub const EVAL_CSV_HEADER: &str =
@@ -259,45 +263,45 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
     File::open(dir)?.sync_all()
 }
 
-/// The safetensors encoding of a policy: every network parameter (float32,
-/// names and shapes of the layout), the observation normaliser's mean and
-/// variance when there is one (`obs_norm.mean`, `obs_norm.var`, float64), and
-/// metadata describing the architecture.
-pub fn policy_safetensors(
+/// The tensors of a policy: every network parameter (float32, names and
+/// shapes of the layout) and the observation normaliser's mean and variance
+/// when there is one (`obs_norm.mean`, `obs_norm.var`, float64).
+pub fn policy_tensors(
     spec: &PolicySpec,
-    env_id: &str,
     weights: &[f32],
     obs_norm: Option<&ObsNormalizer>,
-) -> Vec<u8> {
+) -> Vec<TensorData> {
     let layout: ParamLayout = spec.layout();
-    let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = layout
+    let mut tensors: Vec<TensorData> = layout
         .entries
         .iter()
         .map(|e| {
-            let data = weights[e.offset..e.offset + e.len]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-            (e.name.clone(), "F32", e.shape.clone(), data)
+            TensorData::f32s(
+                e.name.clone(),
+                e.shape.clone(),
+                &weights[e.offset..e.offset + e.len],
+            )
         })
         .collect();
     if let Some(norm) = obs_norm {
-        for (name, values) in [
-            ("obs_norm.mean", &norm.stats.mean),
-            ("obs_norm.var", &norm.stats.var),
-        ] {
-            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            tensors.push((name.to_string(), "F64", vec![values.len()], data));
-        }
+        tensors.push(TensorData::f64s("obs_norm.mean", &norm.stats.mean));
+        tensors.push(TensorData::f64s("obs_norm.var", &norm.stats.var));
     }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// The metadata that describes a policy's architecture and env, shared by
+/// policy files and checkpoints (`evaluate` reads either).
+pub fn policy_metadata(
+    spec: &PolicySpec,
+    env_id: &str,
+    obs_norm_clip: Option<f64>,
+) -> BTreeMap<String, String> {
     let (head, dim) = match spec.head {
         rl_policy::ActionHead::Categorical { n } => ("categorical", n),
         rl_policy::ActionHead::Gaussian { dim } => ("gaussian", dim),
     };
-    let mut header = serde_json::Map::new();
-    let mut metadata = serde_json::Map::new();
-    let meta = [
+    [
         ("format", "ferrorl-policy-v1".to_string()),
         ("env_id", env_id.to_string()),
         ("obs_dim", spec.obs_dim.to_string()),
@@ -308,39 +312,26 @@ pub fn policy_safetensors(
         ("activation", spec.activation.torch_module().to_string()),
         (
             "obs_norm_clip",
-            obs_norm.map_or("none".to_string(), |n| n.clip.to_string()),
+            obs_norm_clip.map_or("none".to_string(), |c| c.to_string()),
         ),
-    ];
-    for (k, v) in meta {
-        metadata.insert(k.to_string(), serde_json::Value::String(v));
-    }
-    header.insert(
-        "__metadata__".to_string(),
-        serde_json::Value::Object(metadata),
-    );
-    let mut offset = 0usize;
-    for (name, dtype, shape, data) in &tensors {
-        header.insert(
-            name.clone(),
-            serde_json::json!({
-                "dtype": dtype,
-                "shape": shape,
-                "data_offsets": [offset, offset + data.len()],
-            }),
-        );
-        offset += data.len();
-    }
-    let mut header_bytes = serde_json::Value::Object(header).to_string().into_bytes();
-    while header_bytes.len() % 8 != 0 {
-        header_bytes.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + header_bytes.len() + offset);
-    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header_bytes);
-    for (_, _, _, data) in &tensors {
-        out.extend_from_slice(data);
-    }
-    out
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The safetensors encoding of a policy: [`policy_tensors`] and
+/// [`policy_metadata`].
+pub fn policy_safetensors(
+    spec: &PolicySpec,
+    env_id: &str,
+    weights: &[f32],
+    obs_norm: Option<&ObsNormalizer>,
+) -> Vec<u8> {
+    encode(
+        policy_tensors(spec, weights, obs_norm),
+        &policy_metadata(spec, env_id, obs_norm.map(|n| n.clip)),
+    )
 }
 
 #[cfg(test)]

@@ -83,6 +83,27 @@ impl Default for EvalSettings {
     }
 }
 
+/// `[checkpoint]`: when the run saves everything it needs to continue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSettings {
+    /// Save a checkpoint every this many updates (and when the run stops
+    /// early, and at the end).
+    pub interval_updates: u64,
+    /// Periodic checkpoints kept (the newest); the final and best ones are
+    /// always kept.
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        CheckpointSettings {
+            interval_updates: 50,
+            keep_last: 3,
+        }
+    }
+}
+
 /// `[run]`: how the run executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -137,6 +158,8 @@ pub struct TrainSettings {
     #[serde(default)]
     pub eval: EvalSettings,
     #[serde(default)]
+    pub checkpoint: CheckpointSettings,
+    #[serde(default)]
     pub run: RunSettings,
 }
 
@@ -144,6 +167,12 @@ impl TrainSettings {
     /// Envs each worker process steps.
     pub fn envs_per_worker(&self) -> usize {
         self.env.num_envs / self.run.num_workers.max(1)
+    }
+
+    /// The settings as JSON: what children are sent, and what a
+    /// checkpoint's config hash is computed from.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Env steps in one update: num_envs * num_steps.
@@ -199,6 +228,22 @@ impl TrainSettings {
             "episodes",
             self.eval.episodes.to_string(),
             "an integer in 1..=100000",
+        );
+        check(
+            &mut e,
+            "checkpoint",
+            self.checkpoint.interval_updates > 0,
+            "interval_updates",
+            self.checkpoint.interval_updates.to_string(),
+            "an integer >= 1",
+        );
+        check(
+            &mut e,
+            "checkpoint",
+            (1..=1000).contains(&self.checkpoint.keep_last),
+            "keep_last",
+            self.checkpoint.keep_last.to_string(),
+            "an integer in 1..=1000",
         );
         check(
             &mut e,

@@ -32,7 +32,7 @@ use rl_ipc::{Channel, ChannelError, WeightBlock};
 use crate::child::{spawn_child, unix_now, ChildHandle};
 use crate::run_dir::RunDir;
 use crate::trainer::{
-    spec_for, Ending, EvalResult, Observer, Progress, RuntimeError, TrainSummary,
+    spec_for, Ending, EvalResult, Observer, Progress, ResumeFrom, RuntimeError, TrainSummary,
 };
 use crate::worker::worker_seed;
 use crate::TrainSettings;
@@ -86,7 +86,9 @@ struct Supervisor<'a> {
     observer: &'a mut dyn Observer,
     settings_json: String,
     start_unix_s: f64,
+    resume: Option<String>,
     block: WeightBlock,
+    eval_block: WeightBlock,
     learner: Option<ChildHandle>,
     learner_report: Option<LearnerEnd>,
     learner_failure: Option<String>,
@@ -115,6 +117,7 @@ pub fn train_multi_process(
     registry: &Registry,
     settings: &TrainSettings,
     run_dir: &RunDir,
+    resume: Option<&ResumeFrom>,
     signals: &AtomicUsize,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
@@ -124,18 +127,26 @@ pub fn train_multi_process(
     } else {
         0
     };
+    // Every version for the workers; evaluation points for the evaluator.
     let block = WeightBlock::create_with_stats(spec.layout().total_len, stats_len)?;
-    run_dir.create_csv_files()?;
-    let settings_json =
-        serde_json::to_string(settings).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+    let eval_block = WeightBlock::create_with_stats(spec.layout().total_len, stats_len)?;
+    let elapsed = match resume {
+        None => {
+            run_dir.create_csv_files()?;
+            0.0
+        }
+        Some(from) => from.checkpoint.elapsed_s,
+    };
     let num_updates = settings.ppo.num_updates(settings.env.num_envs);
     let mut supervisor = Supervisor {
         settings,
         run_dir,
         observer,
-        settings_json,
-        start_unix_s: unix_now(),
+        settings_json: settings.to_json(),
+        start_unix_s: unix_now() - elapsed,
+        resume: resume.map(|r| r.path.display().to_string()),
         block,
+        eval_block,
         learner: None,
         learner_report: None,
         learner_failure: None,
@@ -177,6 +188,7 @@ impl Supervisor<'_> {
             run_dir: self.run_dir.path().display().to_string(),
             settings_json: self.settings_json.clone(),
             start_unix_s: self.start_unix_s,
+            resume: self.resume.clone(),
             role,
         }
     }
@@ -187,7 +199,7 @@ impl Supervisor<'_> {
             "learner",
             &run_dir,
             &self.setup(RoleSetup::Learner),
-            &[self.block.fd()],
+            &[self.block.fd(), self.eval_block.fd()],
         )?;
         self.learner = Some(learner);
         // Every process starts at once (each loads the executable and its
@@ -286,7 +298,7 @@ impl Supervisor<'_> {
             "evaluator",
             self.run_dir.path(),
             &self.setup(role),
-            &[self.block.fd()],
+            &[self.eval_block.fd()],
         )
     }
 
@@ -392,10 +404,17 @@ impl Supervisor<'_> {
                         self.send_to_evaluator(&SupervisorToEvaluator::Finish {
                             final_version: report.updates,
                         });
+                    } else {
+                        self.send_to_learner(&SupervisorToLearner::Stop);
                     }
                 }
                 LearnerToSupervisor::Stopped(report) => {
                     self.learner_report = Some(LearnerEnd::Stopped(report));
+                    // Nothing more to ask of it: let it exit.
+                    self.send_to_learner(&SupervisorToLearner::Stop);
+                }
+                LearnerToSupervisor::Warning { message } => {
+                    self.message(format!("learner: {message}"));
                 }
                 LearnerToSupervisor::Failed { message } => {
                     self.learner_failure = Some(message);
@@ -459,6 +478,11 @@ impl Supervisor<'_> {
                     }
                 }
                 EvaluatorToSupervisor::Evaluated(report) => {
+                    if report.new_best {
+                        self.send_to_learner(&SupervisorToLearner::SaveBest {
+                            version: report.policy_version,
+                        });
+                    }
                     let result = EvalResult {
                         env_steps: report.env_steps,
                         policy_version: report.policy_version,
@@ -470,7 +494,11 @@ impl Supervisor<'_> {
                     self.observer.on_eval(&self.progress, &result);
                     self.last_eval = Some(result);
                 }
-                EvaluatorToSupervisor::Done => self.evaluator_done = true,
+                EvaluatorToSupervisor::Done => {
+                    self.evaluator_done = true;
+                    // Every best-checkpoint request is in: the learner may exit.
+                    self.send_to_learner(&SupervisorToLearner::Stop);
+                }
                 EvaluatorToSupervisor::Failed { message } => {
                     self.message(format!("the evaluator failed: {message}"));
                 }

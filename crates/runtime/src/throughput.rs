@@ -73,6 +73,7 @@ pub fn measure_rollout_throughput(
                 run_dir: scratch.path().display().to_string(),
                 settings_json: settings_json.clone(),
                 start_unix_s: unix_now(),
+                resume: None,
                 role: RoleSetup::Worker {
                     worker,
                     generation: 0,

@@ -9,7 +9,9 @@ use rl_algo::ppo::{Backend, PpoLearner, UpdateStats};
 use rl_env::{EnvError, Registry, Space};
 use rl_policy::{ActionHead, Policy, PolicyError, PolicySpec, RolloutCollector};
 
+use crate::checkpoint::CheckpointKind;
 use crate::eval::{evaluate, next_eval_after, EvalRecorder};
+use crate::record::{Checkpointer, TrainRecorder};
 use crate::run_dir::{PathError, RunDir, Value};
 use crate::TrainSettings;
 
@@ -157,59 +159,128 @@ pub trait Observer {
     }
 }
 
+/// Where a resumed run continues from.
+#[derive(Debug, Clone)]
+pub struct ResumeFrom {
+    pub path: std::path::PathBuf,
+    pub checkpoint: crate::checkpoint::Checkpoint,
+}
+
+/// Keeps the envs of a resumed run apart from the first ones, when they
+/// could not be restored from a snapshot.
+const RESUME_SALT: u64 = 0x2E5E_3E00_0000_0001;
+
+/// The seed a collector starts from on resume when its envs had no
+/// snapshot: fresh episodes, reproducible from the checkpoint.
+pub(crate) fn resume_seed(seed: u64, updates: u64) -> u64 {
+    rl_env::rng::derive_seed(seed ^ RESUME_SALT, updates)
+}
+
 /// Trains PPO in this process with the settings, writing the run directory,
-/// until the step budget is spent or `stop` is set (checked between updates).
+/// until the step budget is spent or `stop` is set (checked between
+/// updates); from a checkpoint when `resume` is given.
 pub fn train_in_process(
     registry: &Registry,
     settings: &TrainSettings,
     run_dir: &RunDir,
+    resume: Option<&ResumeFrom>,
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
-    let start = Instant::now();
     let seed = settings.run.seed;
     let num_envs = settings.env.num_envs;
     let envs = registry.make_vec(&settings.env.id, num_envs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
     let mut learner = new_learner(settings, &spec)?;
-    let mut collector = RolloutCollector::new(envs, Policy::new(spec.clone())?, seed, 0)?;
+    let (elapsed0, train0) = resume.map_or((0.0, 0.0), |r| {
+        (r.checkpoint.elapsed_s, r.checkpoint.train_s)
+    });
+    let start = Instant::now() - Duration::from_secs_f64(elapsed0);
+    let start_unix_s = crate::child::unix_now() - elapsed0;
+    let mut recent_returns = RecentReturns::default();
+    let mut collector = match resume {
+        None => {
+            run_dir.create_csv_files()?;
+            RolloutCollector::new(envs, Policy::new(spec.clone())?, seed, 0)?
+        }
+        Some(from) => {
+            let c = &from.checkpoint;
+            learner
+                .restore(&c.learner)
+                .map_err(|e| RuntimeError::Setup(format!("{}: {e}", from.path.display())))?;
+            recent_returns = RecentReturns::from_returns(&c.recent_returns);
+            match c.collectors.first().filter(|s| !s.is_empty()) {
+                Some(snapshot) => {
+                    let mut collector =
+                        RolloutCollector::new(envs, Policy::new(spec.clone())?, seed, 0)?;
+                    collector.restore(snapshot)?;
+                    collector
+                }
+                None => {
+                    observer.on_message(&format!(
+                        "train: {} does not support snapshots: the resumed run starts new episodes",
+                        settings.env.id
+                    ));
+                    let fresh = resume_seed(seed, c.learner.updates_done);
+                    RolloutCollector::new(envs, Policy::new(spec.clone())?, fresh, 0)?
+                }
+            }
+        }
+    };
     let mut eval_policy = Policy::new(spec.clone())?;
 
-    let mut train_csv = run_dir.train_csv()?;
+    let mut train = TrainRecorder::new(run_dir, run_dir.append_train_csv()?, start_unix_s)?;
     let mut recorder = EvalRecorder::new(
         run_dir,
-        run_dir.eval_csv()?,
+        run_dir.append_eval_csv()?,
         spec.clone(),
         &settings.env.id,
-        None,
-    );
+        start_unix_s,
+    )?;
+    let checkpointer = Checkpointer::new(run_dir, settings, &spec);
     let num_steps = settings.ppo.num_steps;
     let steps_per_update = settings.steps_per_update();
     let num_updates = learner.num_updates;
     let total_env_steps = num_updates * steps_per_update;
     let interval = settings.eval.interval_steps;
 
-    let mut env_steps = 0u64;
-    let mut train_time = Duration::ZERO;
-    let mut recent_returns = RecentReturns::default();
-    let mut next_eval = interval;
+    let mut env_steps = learner.updates_done * steps_per_update;
+    let mut train_time = Duration::from_secs_f64(train0);
+    let mut next_eval = next_eval_after(env_steps, interval);
     let mut last_eval: Option<EvalResult> = None;
     let mut ending = Ending::Completed;
     let mut progress = Progress {
-        elapsed: Duration::ZERO,
-        env_steps: 0,
+        elapsed: start.elapsed(),
+        env_steps,
         total_env_steps,
-        updates: 0,
+        updates: learner.updates_done,
         steps_per_s: 0.0,
-        episode_return_mean: None,
+        episode_return_mean: recent_returns.mean(),
         last_eval_return: None,
+    };
+    let checkpoint = |kind: CheckpointKind,
+                      learner: &PpoLearner,
+                      collector: &RolloutCollector,
+                      recent: &RecentReturns,
+                      train_time: Duration|
+     -> Result<(), RuntimeError> {
+        let snapshot = collector.snapshot().unwrap_or_default();
+        let c = checkpointer.build(
+            kind,
+            learner,
+            vec![snapshot],
+            (start.elapsed().as_secs_f64(), train_time.as_secs_f64()),
+            recent.to_vec(),
+        );
+        checkpointer.write(&c)?;
+        Ok(())
     };
 
     let mut evaluate_now = |learner: &PpoLearner,
                             env_steps: u64,
                             progress: &mut Progress,
                             observer: &mut dyn Observer|
-     -> Result<EvalResult, RuntimeError> {
+     -> Result<(EvalResult, bool), RuntimeError> {
         let weights = learner.policy_weights();
         eval_policy.set_weights(&weights)?;
         let result = evaluate(
@@ -220,7 +291,7 @@ pub fn train_in_process(
             env_steps,
             learner.updates_done,
         )?;
-        recorder.record(
+        let best = recorder.record(
             start.elapsed().as_secs_f64(),
             &result,
             &weights,
@@ -229,10 +300,10 @@ pub fn train_in_process(
         progress.last_eval_return = Some(result.mean());
         progress.elapsed = start.elapsed();
         observer.on_eval(progress, &result);
-        Ok(result)
+        Ok((result, best))
     };
 
-    for _ in 0..num_updates {
+    while learner.updates_done < num_updates {
         if stop.load(Ordering::SeqCst) {
             ending = Ending::Interrupted;
             break;
@@ -245,23 +316,54 @@ pub fn train_in_process(
         env_steps += steps_per_update;
 
         recent_returns.extend(&rollout.episodes);
-        let episode_return_mean = recent_returns.mean();
         progress.elapsed = start.elapsed();
         progress.env_steps = env_steps;
         progress.updates = learner.updates_done;
         progress.steps_per_s = env_steps as f64 / train_time.as_secs_f64().max(1e-9);
-        progress.episode_return_mean = episode_return_mean;
-        train_csv.row(&train_row(&progress, &stats))?;
+        progress.episode_return_mean = recent_returns.mean();
+        train.record(&progress, &stats)?;
         observer.on_update(&progress, &stats);
 
-        if env_steps >= next_eval {
-            last_eval = Some(evaluate_now(&learner, env_steps, &mut progress, observer)?);
+        if env_steps >= next_eval || learner.updates_done == num_updates {
+            let (result, best) = evaluate_now(&learner, env_steps, &mut progress, observer)?;
+            last_eval = Some(result);
             next_eval = next_eval_after(env_steps, interval);
+            if best {
+                checkpoint(
+                    CheckpointKind::Best,
+                    &learner,
+                    &collector,
+                    &recent_returns,
+                    train_time,
+                )?;
+            }
+        }
+        if learner.updates_done == num_updates {
+            checkpoint(
+                CheckpointKind::Final,
+                &learner,
+                &collector,
+                &recent_returns,
+                train_time,
+            )?;
+        } else if checkpointer.due(learner.updates_done) {
+            checkpoint(
+                CheckpointKind::Periodic,
+                &learner,
+                &collector,
+                &recent_returns,
+                train_time,
+            )?;
         }
     }
-    let evaluated_last = last_eval.as_ref().is_some_and(|e| e.env_steps == env_steps);
-    if ending == Ending::Completed && env_steps > 0 && !evaluated_last {
-        last_eval = Some(evaluate_now(&learner, env_steps, &mut progress, observer)?);
+    if ending == Ending::Interrupted {
+        checkpoint(
+            CheckpointKind::Stop,
+            &learner,
+            &collector,
+            &recent_returns,
+            train_time,
+        )?;
     }
     run_dir.write_policy(
         &spec,
@@ -284,6 +386,14 @@ pub fn train_in_process(
 pub(crate) struct RecentReturns(VecDeque<f64>);
 
 impl RecentReturns {
+    pub fn from_returns(returns: &[f64]) -> Self {
+        RecentReturns(returns.iter().rev().take(100).rev().copied().collect())
+    }
+
+    pub fn to_vec(&self) -> Vec<f64> {
+        self.0.iter().copied().collect()
+    }
+
     pub fn extend(&mut self, episodes: &[rl_policy::EpisodeRecord]) {
         for episode in episodes {
             if self.0.len() == 100 {

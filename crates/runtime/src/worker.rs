@@ -24,13 +24,23 @@ use crate::trainer::{policy_spec, RuntimeError};
 const RESTART_SALT: u64 = 0x5E57_A27E_0000_0001;
 
 /// Which worker this process is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct WorkerIdentity {
     pub worker: u32,
     pub generation: u32,
     pub first_env_index: u64,
     pub num_envs: usize,
     pub seed: u64,
+    /// The checkpoint to restore this worker's envs from (first generation
+    /// of a resumed run only).
+    pub resume: Option<String>,
+}
+
+/// Reads a checkpoint file a resumed run was started from.
+pub(crate) fn load_checkpoint(path: &str) -> Result<crate::checkpoint::Checkpoint, RuntimeError> {
+    let bytes = std::fs::read(path).map_err(|e| RuntimeError::Setup(format!("{path}: {e}")))?;
+    crate::checkpoint::Checkpoint::decode(&bytes)
+        .map_err(|e| RuntimeError::Setup(format!("{path}: {e}")))
 }
 
 /// The seed a worker process of `generation` starts its envs with: the run
@@ -76,20 +86,49 @@ fn work(
     let envs = registry.make_vec(&settings.env.id, id.num_envs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
     let obs_dim = spec.obs_dim;
-    let mut collector =
-        RolloutCollector::new(envs, Policy::new(spec)?, id.seed, id.first_env_index)?;
+    let mut collector = match &id.resume {
+        None => RolloutCollector::new(envs, Policy::new(spec)?, id.seed, id.first_env_index)?,
+        Some(path) => {
+            let checkpoint = load_checkpoint(path)?;
+            let updates = checkpoint.learner.updates_done;
+            match checkpoint
+                .collectors
+                .get(id.worker as usize)
+                .filter(|s| !s.is_empty())
+            {
+                Some(snapshot) => {
+                    let mut c = RolloutCollector::new(
+                        envs,
+                        Policy::new(spec)?,
+                        id.seed,
+                        id.first_env_index,
+                    )?;
+                    c.restore(snapshot)?;
+                    c
+                }
+                None => RolloutCollector::new(
+                    envs,
+                    Policy::new(spec)?,
+                    crate::trainer::resume_seed(id.seed, updates),
+                    id.first_env_index,
+                )?,
+            }
+        }
+    };
     let num_steps = settings.ppo.num_steps;
-    let capacity =
-        rl_ipc::frame::max_payload_len(num_steps, id.num_envs, obs_dim, collector.action_dim())
-            .filter(|c| *c <= rl_ipc::frame::MAX_PAYLOAD)
-            .ok_or_else(|| {
-                RuntimeError::Setup(format!(
-                    "a rollout of {num_steps} steps x {} envs is too large for one message; use more workers or fewer steps",
-                    id.num_envs
-                ))
-            })?;
+    let snapshot_len = collector.snapshot().map_or(0, |s| s.len() as u64);
+    // Room for the snapshot to grow (a user env's state may vary in size).
+    let capacity = rl_ipc::frame::max_payload_len(num_steps, id.num_envs, obs_dim, collector.action_dim())
+        .and_then(|p| p.checked_add(2 * snapshot_len + 4096))
+        .filter(|c| *c <= rl_ipc::frame::MAX_PAYLOAD)
+        .ok_or_else(|| {
+            RuntimeError::Setup(format!(
+                "a rollout of {num_steps} steps x {} envs is too large for one message; use more workers or fewer steps",
+                id.num_envs
+            ))
+        })?;
     let mut slot = RolloutSlot::create(capacity as usize)?;
-    let fault = Fault::from_env(id);
+    let fault = Fault::from_env(&id);
     if fault.kind == Some(FaultKind::ExitAtStart) {
         std::process::exit(3);
     }
@@ -127,7 +166,8 @@ fn work(
         if fault.fires(round, FaultKind::NotFinite) {
             rollout.rewards[0] = f32::NAN;
         }
-        let mut header = slot.write(id.worker, id.generation, version, &rollout)?;
+        let snapshot = collector.snapshot().unwrap_or_default();
+        let mut header = slot.write(id.worker, id.generation, version, &rollout, &snapshot)?;
         fault.tamper(round, &mut header);
         data.send(&ToLearner::Rollout(header).encode(), &[])?;
         round += 1;
@@ -163,7 +203,7 @@ struct Fault {
 }
 
 impl Fault {
-    fn from_env(id: WorkerIdentity) -> Self {
+    fn from_env(id: &WorkerIdentity) -> Self {
         let none = Fault {
             kind: None,
             round: 0,

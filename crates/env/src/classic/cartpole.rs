@@ -1,4 +1,5 @@
 use super::{discrete_action, state_array, write_obs, EnvRng};
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, BoxSpace, Env, EnvError, Space, Transition};
 
 const GRAVITY: f64 = 9.8;
@@ -129,5 +130,26 @@ impl Env for CartPole {
     fn set_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
         self.state = state_array(Self::ID, state)?;
         write_obs(Self::ID, obs, self.obs())
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut w = SnapshotWriter::new();
+        w.f64s(&self.state)
+            .bool(self.steps_beyond_terminated.is_some())
+            .u32(self.steps_beyond_terminated.unwrap_or(0))
+            .optional_rng(self.rng.0.as_ref());
+        Some(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let mut r = SnapshotReader::new(Self::ID, snapshot);
+        let state = r.f64s()?;
+        let beyond = (r.bool()?, r.u32()?);
+        let rng = r.optional_rng()?;
+        r.finish()?;
+        self.state = state;
+        self.steps_beyond_terminated = beyond.0.then_some(beyond.1);
+        self.rng.0 = rng;
+        Ok(())
     }
 }

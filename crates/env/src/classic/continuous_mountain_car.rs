@@ -1,4 +1,5 @@
 use super::{continuous_action_1d, state_array, write_obs, EnvRng};
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, BoxSpace, Env, EnvError, Space, Transition};
 
 const MIN_ACTION: f32 = -1.0;
@@ -172,5 +173,25 @@ impl Env for MountainCarContinuous {
         self.state = state_array(Self::ID, state)?;
         self.state_is_f32 = false;
         write_obs(Self::ID, obs, self.obs())
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut w = SnapshotWriter::new();
+        w.f64s(&self.state)
+            .bool(self.state_is_f32)
+            .optional_rng(self.rng.0.as_ref());
+        Some(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let mut r = SnapshotReader::new(Self::ID, snapshot);
+        let state = r.f64s()?;
+        let state_is_f32 = r.bool()?;
+        let rng = r.optional_rng()?;
+        r.finish()?;
+        self.state = state;
+        self.state_is_f32 = state_is_f32;
+        self.rng.0 = rng;
+        Ok(())
     }
 }

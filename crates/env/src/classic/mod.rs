@@ -50,7 +50,7 @@ pub fn register_all(registry: &mut Registry) {
 /// The env's random generator: reseeded by `reset(Some(seed))`, seeded from
 /// entropy on a first unseeded reset, as Gymnasium does.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct EnvRng(Option<Rng>);
+pub(crate) struct EnvRng(pub(crate) Option<Rng>);
 
 impl EnvRng {
     pub(crate) fn for_reset(&mut self, seed: Option<u64>) -> &mut Rng {

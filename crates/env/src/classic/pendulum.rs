@@ -1,6 +1,7 @@
 use std::f64::consts::PI;
 
 use super::{continuous_action_1d, state_array, write_obs, EnvRng};
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, BoxSpace, Env, EnvError, Space, Transition};
 
 const MAX_SPEED: f64 = 8.0;
@@ -129,5 +130,26 @@ impl Env for Pendulum {
     fn set_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
         self.state = state_array(Self::ID, state)?;
         write_obs(Self::ID, obs, self.obs())
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut w = SnapshotWriter::new();
+        w.f64s(&self.state)
+            .bool(self.last_u.is_some())
+            .f32(self.last_u.unwrap_or(0.0))
+            .optional_rng(self.rng.0.as_ref());
+        Some(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let mut r = SnapshotReader::new(Self::ID, snapshot);
+        let state = r.f64s()?;
+        let last_u = (r.bool()?, r.f32()?);
+        let rng = r.optional_rng()?;
+        r.finish()?;
+        self.state = state;
+        self.last_u = last_u.0.then_some(last_u.1);
+        self.rng.0 = rng;
+        Ok(())
     }
 }

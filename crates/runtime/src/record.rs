@@ -1,0 +1,203 @@
+//! What a run records as it goes, shared by the single-process loop and the
+//! learner and evaluator processes:
+//!
+//! * [`TrainRecorder`]: a `train.csv` row per update, and the same numbers
+//!   as TensorBoard scalars `train/<column>` (step = env steps);
+//! * [`EvalRecorder`] (in `eval`): `eval.csv`, `eval/<column>` scalars,
+//!   `curve.png`, the best policy;
+//! * [`Checkpointer`]: checkpoints of the learner's whole state.
+
+use std::path::PathBuf;
+
+use rl_algo::ppo::{PpoLearner, UpdateStats};
+use rl_metrics::tensorboard::EventWriter;
+use rl_policy::PolicySpec;
+
+use crate::checkpoint::{config_hash, Checkpoint, CheckpointDir, CheckpointKind};
+use crate::run_dir::{CsvWriter, PathError, RunDir, Value, EVAL_CSV_HEADER, TRAIN_CSV_HEADER};
+use crate::trainer::{train_row, Progress, RuntimeError};
+use crate::TrainSettings;
+
+fn io_at(path: PathBuf) -> impl FnOnce(std::io::Error) -> PathError {
+    move |source| PathError { path, source }
+}
+
+/// Opens a TensorBoard event file for `role` ("train", "eval") in the run
+/// directory.
+pub(crate) fn event_writer(
+    run_dir: &RunDir,
+    role: &str,
+    now_unix_s: f64,
+) -> Result<EventWriter, PathError> {
+    EventWriter::create(
+        run_dir.path(),
+        &format!("{}.{role}", std::process::id()),
+        now_unix_s,
+    )
+    .map_err(io_at(run_dir.path().to_path_buf()))
+}
+
+/// The TensorBoard scalars of one CSV row: every column but `env_steps`
+/// (the step), tagged `<prefix>/<column>`.
+pub(crate) fn row_scalars(prefix: &str, header: &str, row: &[f64]) -> Vec<(String, f64)> {
+    header
+        .split(',')
+        .zip(row)
+        .filter(|(name, _)| *name != "env_steps")
+        .map(|(name, v)| (format!("{prefix}/{name}"), *v))
+        .collect()
+}
+
+fn value_f64(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+    }
+}
+
+/// Writes `row` as scalars at `step`.
+pub(crate) fn write_scalars(
+    tb: &mut EventWriter,
+    prefix: &str,
+    header: &str,
+    row: &[Value],
+    step: u64,
+    wall_time: f64,
+) -> std::io::Result<()> {
+    let values: Vec<f64> = row.iter().map(value_f64).collect();
+    let scalars = row_scalars(prefix, header, &values);
+    let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    tb.scalars(step as i64, wall_time, &refs)
+}
+
+/// `train.csv` rows and `train/*` scalars.
+pub(crate) struct TrainRecorder {
+    csv: CsvWriter,
+    tb: EventWriter,
+    start_unix_s: f64,
+    tb_path: PathBuf,
+}
+
+impl TrainRecorder {
+    /// `csv` is `train.csv`, open to append; the run started at
+    /// `start_unix_s` (what `time_s` counts from).
+    pub fn new(run_dir: &RunDir, csv: CsvWriter, start_unix_s: f64) -> Result<Self, PathError> {
+        let tb = event_writer(run_dir, "train", crate::child::unix_now())?;
+        Ok(TrainRecorder {
+            tb_path: tb.path().to_path_buf(),
+            csv,
+            tb,
+            start_unix_s,
+        })
+    }
+
+    pub fn record(&mut self, progress: &Progress, stats: &UpdateStats) -> Result<(), PathError> {
+        let row = train_row(progress, stats);
+        self.csv.row(&row)?;
+        let wall = self.start_unix_s + progress.elapsed.as_secs_f64();
+        write_scalars(
+            &mut self.tb,
+            "train",
+            TRAIN_CSV_HEADER,
+            &row,
+            progress.env_steps,
+            wall,
+        )
+        .map_err(io_at(self.tb_path.clone()))
+    }
+}
+
+/// Rewrites the TensorBoard files of a run from its CSV files (after they
+/// were cut back to a checkpoint on resume): the old event files go, one
+/// file per CSV holds every row again, so curves continue without a
+/// duplicate.
+pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), PathError> {
+    let dir = run_dir.path();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().contains("tfevents") {
+                std::fs::remove_file(entry.path()).map_err(io_at(entry.path()))?;
+            }
+        }
+    }
+    for (file, prefix, header) in [
+        ("train.csv", "train", TRAIN_CSV_HEADER),
+        ("eval.csv", "eval", EVAL_CSV_HEADER),
+    ] {
+        let path = dir.join(file);
+        let table = rl_metrics::csv::read_table(&path).map_err(io_at(path.clone()))?;
+        let mut tb = EventWriter::create(dir, &format!("rebuilt.{prefix}"), start_unix_s)
+            .map_err(io_at(dir.to_path_buf()))?;
+        let (Some(steps), Some(time)) = (table.column("env_steps"), table.column("time_s")) else {
+            continue;
+        };
+        for row in &table.rows {
+            let scalars = row_scalars(prefix, header, row);
+            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            tb.scalars(row[steps] as i64, start_unix_s + row[time], &refs)
+                .map_err(io_at(tb.path().to_path_buf()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds and writes checkpoints of one run.
+pub(crate) struct Checkpointer {
+    dir: CheckpointDir,
+    interval: u64,
+    env_id: String,
+    spec: PolicySpec,
+    obs_norm_clip: Option<f64>,
+    config_hash: String,
+    steps_per_update: u64,
+}
+
+impl Checkpointer {
+    pub fn new(run_dir: &RunDir, settings: &TrainSettings, spec: &PolicySpec) -> Self {
+        Checkpointer {
+            dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
+            interval: settings.checkpoint.interval_updates,
+            env_id: settings.env.id.clone(),
+            spec: spec.clone(),
+            obs_norm_clip: settings.ppo.normalize_obs.then_some(settings.ppo.obs_clip),
+            config_hash: config_hash(&settings.to_json()),
+            steps_per_update: settings.steps_per_update(),
+        }
+    }
+
+    /// Whether a periodic checkpoint is due after `updates` updates.
+    pub fn due(&self, updates: u64) -> bool {
+        updates > 0 && updates % self.interval == 0
+    }
+
+    /// The learner's state now, with the collectors' snapshots taken at
+    /// the same update boundary.
+    pub fn build(
+        &self,
+        kind: CheckpointKind,
+        learner: &PpoLearner,
+        collectors: Vec<Vec<u8>>,
+        clock: (f64, f64),
+        recent_returns: Vec<f64>,
+    ) -> Checkpoint {
+        let (elapsed_s, train_s) = clock;
+        Checkpoint {
+            kind,
+            env_id: self.env_id.clone(),
+            spec: self.spec.clone(),
+            obs_norm_clip: self.obs_norm_clip,
+            learner: learner.state(),
+            num_updates: learner.num_updates,
+            env_steps: learner.updates_done * self.steps_per_update,
+            elapsed_s,
+            train_s,
+            config_hash: self.config_hash.clone(),
+            collectors,
+            recent_returns,
+        }
+    }
+
+    pub fn write(&self, checkpoint: &Checkpoint) -> Result<PathBuf, RuntimeError> {
+        Ok(self.dir.write(checkpoint)?)
+    }
+}
