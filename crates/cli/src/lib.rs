@@ -18,5 +18,32 @@
 //! exit codes (0 done, 1 failure, 2 bad usage or config, 130 Ctrl-C, 143
 //! SIGTERM) and prints.
 
+/// `println!` that ignores a closed stdout (a pipe whose reader exited):
+/// output is informational, the work goes on.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that ignores a closed stderr.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod config;
+pub mod curves;
+pub mod evaluate;
 pub mod train;

@@ -117,7 +117,7 @@ impl StatusLine {
 
     fn finish(&self) {
         if self.live {
-            eprintln!();
+            errln!();
         }
     }
 }
@@ -132,29 +132,29 @@ impl Observer for StatusLine {
         if self.live {
             if due {
                 self.last_draw = Some(Instant::now());
-                eprint!("\r\x1b[2K{}", Self::line(progress));
+                err!("\r\x1b[2K{}", Self::line(progress));
                 let _ = std::io::stderr().flush();
             }
         } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
             self.last_plain = Instant::now();
-            println!("{}", Self::line(progress));
+            outln!("{}", Self::line(progress));
         }
     }
 
     fn on_message(&mut self, message: &str) {
         if self.live {
-            eprint!("\r\x1b[2K");
+            err!("\r\x1b[2K");
         }
-        eprintln!("{message}");
+        errln!("{message}");
         self.last_draw = None;
     }
 
     fn on_eval(&mut self, progress: &Progress, eval: &EvalResult) {
         if self.live {
-            eprint!("\r\x1b[2K{}", Self::line(progress));
+            err!("\r\x1b[2K{}", Self::line(progress));
             let _ = std::io::stderr().flush();
         } else {
-            println!(
+            outln!(
                 "eval at {} steps: return {:.2} +- {:.2} over {} episodes",
                 eval.env_steps,
                 eval.mean(),
@@ -172,6 +172,7 @@ pub fn train_main(registry: &Registry) -> ExitCode {
     if let Some(code) = run_child_if_requested(registry) {
         return ExitCode::from(code);
     }
+    rl_runtime::ignore_file_size_signal();
     let args = match TrainArgs::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -192,14 +193,14 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         (Some(config), _) => (config.clone(), args.overrides.as_slice(), args.seed),
         (None, Some(run)) => (run.join("config.toml"), &[][..], None),
         (None, None) => {
-            eprintln!("train: give --config FILE or --resume RUN_DIR");
+            errln!("train: give --config FILE or --resume RUN_DIR");
             return exit::USAGE;
         }
     };
     let loaded = match config::load(&config_path, overrides, seed, registry) {
         Ok(loaded) => loaded,
         Err(message) => {
-            eprintln!("train: {}", message.replace('\n', "\ntrain: "));
+            errln!("train: {}", message.replace('\n', "\ntrain: "));
             return exit::USAGE;
         }
     };
@@ -207,7 +208,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         Some(run) => match RunDir::existing(run) {
             Ok(dir) => dir,
             Err(e) => {
-                eprintln!("train: cannot resume: {e}");
+                errln!("train: cannot resume: {e}");
                 return exit::USAGE;
             }
         },
@@ -219,24 +220,24 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             match RunDir::create(&run_path) {
                 Ok(dir) => dir,
                 Err(e) => {
-                    eprintln!("train: cannot create the run directory: {e}");
+                    errln!("train: cannot create the run directory: {e}");
                     return exit::USAGE;
                 }
             }
         }
     };
-    println!("{}", run_dir.path().display());
+    outln!("{}", run_dir.path().display());
     let _lock = match RunLock::acquire(&run_dir) {
         Ok(lock) => lock,
         Err(e) => {
-            eprintln!("train: {e}");
+            errln!("train: {e}");
             return exit::FAILED;
         }
     };
     let resume = match &args.resume {
         None => {
             if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
-                eprintln!("train: {e}");
+                errln!("train: {e}");
                 return exit::FAILED;
             }
             None
@@ -244,17 +245,18 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         Some(_) => match prepare_resume(registry, &loaded.settings, &run_dir) {
             Ok(plan) => {
                 for r in &plan.rejected {
-                    eprintln!("train: skipping {}: {}", r.path.display(), r.reason);
+                    errln!("train: skipping {}: {}", r.path.display(), r.reason);
                 }
                 let c = &plan.from.checkpoint;
                 if plan.complete {
-                    println!(
+                    outln!(
                         "the run is complete ({} updates, {} env steps); nothing to resume",
-                        c.learner.updates_done, c.env_steps
+                        c.learner.updates_done,
+                        c.env_steps
                     );
                     return exit::DONE;
                 }
-                println!(
+                outln!(
                     "resuming from {} ({} of {} updates, {} env steps){}",
                     plan.from.path.display(),
                     c.learner.updates_done,
@@ -268,7 +270,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                 Some(plan.from)
             }
             Err(e) => {
-                eprintln!("train: {}", e.to_string().replace('\n', "\ntrain: "));
+                errln!("train: {}", e.to_string().replace('\n', "\ntrain: "));
                 return exit::FAILED;
             }
         },
@@ -281,7 +283,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
     let terminated = Arc::new(AtomicBool::new(false));
     let multi_process = loaded.settings.run.num_workers > 0;
     if let Err(e) = install_signal_handlers(multi_process, &signals, &stop, &terminated) {
-        eprintln!("train: cannot install the signal handler: {e}");
+        errln!("train: cannot install the signal handler: {e}");
         return exit::FAILED;
     }
 
@@ -321,7 +323,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             let faults = faults_note(&summary);
             match summary.ending {
                 Ending::Completed => {
-                    println!(
+                    outln!(
                         "done: {} env steps, {} updates, {eval}{faults}; policy in {}",
                         summary.env_steps,
                         summary.updates,
@@ -330,7 +332,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                     exit::DONE
                 }
                 Ending::Interrupted => {
-                    println!(
+                    outln!(
                         "interrupted after {} env steps ({} updates){faults}; weights saved in {}",
                         summary.env_steps,
                         summary.updates,
@@ -345,7 +347,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             }
         }
         Err(e) => {
-            eprintln!("train: training failed: {e}");
+            errln!("train: training failed: {e}");
             exit::FAILED
         }
     }

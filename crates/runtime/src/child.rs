@@ -173,6 +173,18 @@ fn parse_child_args(args: &[String]) -> Result<ChildArgs, String> {
     })
 }
 
+/// A write past the file-size limit (`ulimit -f`) fails with an error that
+/// names the file, instead of killing the process with SIGXFSZ.
+pub fn ignore_file_size_signal() {
+    // SAFETY: ignoring a signal installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGXFSZ,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+}
+
 /// When this process was started as a child of a run (its first argument
 /// is [`CHILD_FLAG`]), runs its role and returns the exit code; `None`
 /// otherwise. Binaries call this first thing, with the registry they train
@@ -200,6 +212,7 @@ pub fn run_child_if_requested(registry: &Registry) -> Option<u8> {
             nix::sys::signal::SigHandler::SigIgn,
         );
     }
+    ignore_file_size_signal();
     set_process_name(&format!("rl-{}", parsed.role));
     match run_role(registry, &parsed) {
         Ok(()) => Some(0),

@@ -35,7 +35,7 @@ pub mod throughput;
 mod trainer;
 mod worker;
 
-pub use child::{run_child_if_requested, CHILD_FLAG};
+pub use child::{ignore_file_size_signal, run_child_if_requested, CHILD_FLAG};
 pub use eval::{draw_curve, CURVE_FILE};
 pub use record::rebuild_tensorboard;
 pub use resume::{prepare_resume, ResumePlan, RunLock};

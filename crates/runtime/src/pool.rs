@@ -71,8 +71,11 @@ pub struct WorkerPool {
     timeout: Duration,
     version: Option<u64>,
     parts: Vec<Rollout>,
-    /// Each worker's collector snapshot after its latest accepted rollout:
-    /// its envs at the start of the round after (what checkpoints keep).
+    /// Each worker's collector snapshot after its rollout of the current
+    /// round (its envs at the start of the next round).
+    pending_snapshots: Vec<Vec<u8>>,
+    /// The same after the last round that was merged (and so trained on):
+    /// what a checkpoint of the learner's state goes with.
     snapshots: Vec<Vec<u8>>,
     incoming_snapshot: Vec<u8>,
     scratch: DecodeScratch,
@@ -105,6 +108,7 @@ impl WorkerPool {
             timeout,
             version: None,
             parts: (0..num_workers).map(|_| Rollout::default()).collect(),
+            pending_snapshots: vec![Vec::new(); num_workers],
             snapshots: vec![Vec::new(); num_workers],
             incoming_snapshot: Vec::new(),
             scratch: DecodeScratch::default(),
@@ -322,7 +326,10 @@ impl WorkerPool {
                 if let Err(reason) = self.accept(worker, &header) {
                     return self.reject(worker, reason, events);
                 }
-                std::mem::swap(&mut self.snapshots[worker], &mut self.incoming_snapshot);
+                std::mem::swap(
+                    &mut self.pending_snapshots[worker],
+                    &mut self.incoming_snapshot,
+                );
                 self.links[worker].state = LinkState::Idle;
                 self.links[worker].delivered = true;
             }
@@ -373,8 +380,10 @@ impl WorkerPool {
         Ok(())
     }
 
-    /// Each worker's latest collector snapshot (empty where its envs do not
-    /// support snapshots), by worker index.
+    /// Each worker's collector snapshot at the start of the round after the
+    /// last merged one (empty where its envs do not support snapshots), by
+    /// worker index: a rollout delivered for a round that was then
+    /// abandoned does not count.
     pub fn snapshots(&self) -> Vec<Vec<u8>> {
         self.snapshots.clone()
     }
@@ -387,7 +396,7 @@ impl WorkerPool {
 
     /// Puts the round's rollouts together into `merged` (all envs, in
     /// global env order, episodes as one collector would list them).
-    pub fn merge_into(&self, merged: &mut Rollout) -> Result<(), String> {
+    pub fn merge_into(&mut self, merged: &mut Rollout) -> Result<(), String> {
         let s = self.shape;
         merged.reshape(
             s.num_steps,
@@ -399,6 +408,7 @@ impl WorkerPool {
             merged.place_envs(part, worker * s.envs_per_worker)?;
         }
         merged.sort_episodes();
+        self.snapshots.clone_from(&self.pending_snapshots);
         Ok(())
     }
 

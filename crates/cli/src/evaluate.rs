@@ -1,0 +1,311 @@
+//! `evaluate FILE [--episodes N] [--seed S] [--env ID] [--render] [--obs CSV]`:
+//! plays a trained policy (a policy file or a checkpoint) deterministically
+//! and prints each episode's return, then their mean and std.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rl_env::rng::derive_seed;
+use rl_env::{Action, Env, Registry, Space};
+use rl_policy::{ActionHead, ObsNormalizer, Policy, PolicySpec};
+use rl_runtime::checkpoint::{policy_from_metadata, policy_weights, Checkpoint, CHECKPOINT_FORMAT};
+use rl_runtime::safetensors::SafeTensors;
+
+use crate::train::exit;
+
+/// Play a trained policy deterministically and report its returns.
+#[derive(Debug, Parser)]
+#[command(name = "evaluate", version, about, long_about = None)]
+pub struct EvaluateArgs {
+    /// A policy file (policy.safetensors, best_policy.safetensors) or a
+    /// checkpoint (checkpoints/*.safetensors).
+    pub file: PathBuf,
+    /// Episodes to play.
+    #[arg(long, default_value_t = 10)]
+    pub episodes: usize,
+    /// Base seed: episode k is reset with a seed derived from it and k.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Play in this env instead of the one the policy was trained on (its
+    /// spaces must match).
+    #[arg(long, value_name = "ID")]
+    pub env: Option<String>,
+    /// Draw the episodes in the terminal (CartPole-v1 and MountainCar-v0).
+    #[arg(long)]
+    pub render: bool,
+    /// Instead of playing, print the policy's outputs and deterministic
+    /// action for each observation (one per line) of this CSV file, as JSON
+    /// lines: for comparing with another implementation.
+    #[arg(long, value_name = "CSV")]
+    pub obs: Option<PathBuf>,
+}
+
+/// A policy read from a file, ready to act.
+pub struct LoadedPolicy {
+    pub policy: Policy,
+    pub obs_norm: Option<ObsNormalizer>,
+    pub env_id: String,
+}
+
+/// Reads a policy file or a checkpoint, with every check of either.
+pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
+    let name = file.display();
+    let bytes = std::fs::read(file).map_err(|e| format!("{name}: {e}"))?;
+    let st = SafeTensors::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    let (spec, env_id, weights, obs_norm) = if st.metadata.get("format").map(String::as_str)
+        == Some(CHECKPOINT_FORMAT)
+    {
+        let c = Checkpoint::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        let obs_norm = c
+            .learner
+            .obs_norm
+            .zip(c.obs_norm_clip)
+            .map(|(stats, clip)| ObsNormalizer { stats, clip });
+        (c.spec, c.env_id, c.learner.weights, obs_norm)
+    } else {
+        let format = st.meta("format").map_err(|e| format!("{name}: {e}"))?;
+        if format != "ferrorl-policy-v1" {
+            return Err(format!(
+                "{name}: format {format:?} is neither a policy file (ferrorl-policy-v1) nor a checkpoint ({CHECKPOINT_FORMAT})"
+            ));
+        }
+        let (spec, env_id, clip) = policy_from_metadata(&st).map_err(|e| format!("{name}: {e}"))?;
+        let (weights, obs_norm) =
+            policy_weights(&st, &spec, clip).map_err(|e| format!("{name}: {e}"))?;
+        (spec, env_id, weights, obs_norm)
+    };
+    let mut policy = Policy::new(spec).map_err(|e| format!("{name}: {e}"))?;
+    policy
+        .set_weights(&weights)
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(LoadedPolicy {
+        policy,
+        obs_norm,
+        env_id,
+    })
+}
+
+fn check_spaces(spec: &PolicySpec, env_id: &str, env: &dyn Env) -> Result<(), String> {
+    let head_fits = match (spec.head, env.action_space()) {
+        (ActionHead::Categorical { n }, Space::Discrete { n: m }) => n == *m,
+        (ActionHead::Gaussian { dim }, Space::Box(b)) => dim == b.flat_dim(),
+        _ => false,
+    };
+    let obs_dim = env.observation_space().flat_dim();
+    if !head_fits || obs_dim != spec.obs_dim {
+        return Err(format!(
+            "{env_id} has observations of {obs_dim} values and actions {}, the policy was made for {} and {:?}",
+            env.action_space(),
+            spec.obs_dim,
+            spec.head
+        ));
+    }
+    Ok(())
+}
+
+/// A text picture of CartPole (`[x, x_dot, theta, theta_dot]`) or
+/// MountainCar (`[position, velocity]`), or `None` for other envs.
+pub fn render(env_id: &str, state: &[f64]) -> Option<String> {
+    const W: usize = 61;
+    match env_id {
+        "CartPole-v1" => {
+            let (x, theta) = (state[0], state[2]);
+            let col = (((x + 2.4) / 4.8) * (W - 1) as f64)
+                .round()
+                .clamp(0.0, (W - 1) as f64) as i64;
+            let mut rows = vec![vec![' '; W]; 7];
+            for (r, row) in rows.iter_mut().enumerate().take(6) {
+                let height = (6 - r) as f64;
+                let c = col + (height * theta.tan() * 2.0).round() as i64;
+                if (0..W as i64).contains(&c) {
+                    row[c as usize] = if r == 0 { 'o' } else { '|' };
+                }
+            }
+            for dc in -2..=2 {
+                let c = col + dc;
+                if (0..W as i64).contains(&c) {
+                    rows[6][c as usize] = '#';
+                }
+            }
+            let mut out: Vec<String> = rows.into_iter().map(|r| r.into_iter().collect()).collect();
+            out.push("=".repeat(W));
+            out.push(format!("x {x:+.2}  angle {:+.1} deg", theta.to_degrees()));
+            Some(out.join("\n"))
+        }
+        "MountainCar-v0" => {
+            let pos = state[0];
+            let h = 10usize;
+            let height = |p: f64| (3.0 * p).sin() * 0.45 + 0.55;
+            let mut rows = vec![vec![' '; W]; h + 1];
+            let col_of = |p: f64| (((p + 1.2) / 1.8) * (W - 1) as f64).round() as usize;
+            let row_of = |y: f64| h - ((y / 1.0) * h as f64).round().clamp(0.0, h as f64) as usize;
+            for (c, col) in (0..W).map(|c| (c, -1.2 + 1.8 * c as f64 / (W - 1) as f64)) {
+                rows[row_of(height(col))][c] = '.';
+            }
+            let flag = col_of(0.5);
+            rows[row_of(height(0.5)).saturating_sub(1)][flag] = 'F';
+            let car = col_of(pos.clamp(-1.2, 0.6)).min(W - 1);
+            rows[row_of(height(pos)).saturating_sub(0)][car] = 'O';
+            let mut out: Vec<String> = rows.into_iter().map(|r| r.into_iter().collect()).collect();
+            out.push(format!("position {pos:+.3}  velocity {:+.4}", state[1]));
+            Some(out.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
+    let failed = |m: String| (exit::FAILED, m);
+    let usage = |m: String| (exit::USAGE, m);
+    if args.episodes == 0 {
+        return Err(usage("--episodes 0: expected at least 1".into()));
+    }
+    let mut loaded = load_policy(&args.file).map_err(usage)?;
+    let env_id = args.env.clone().unwrap_or(loaded.env_id.clone());
+    let mut env = registry.make(&env_id).map_err(|e| usage(e.to_string()))?;
+    check_spaces(loaded.policy.spec(), &env_id, &env).map_err(usage)?;
+    let spec = loaded.policy.spec().clone();
+    let obs_dim = spec.obs_dim;
+    let action_dim = spec.head.action_dim();
+    let mut normalized = vec![0.0_f32; obs_dim];
+    let normalize = |obs: &[f32], out: &mut [f32], norm: &Option<ObsNormalizer>| match norm {
+        Some(n) => n.normalize(obs, out),
+        None => out.copy_from_slice(obs),
+    };
+
+    if let Some(csv) = &args.obs {
+        let table = rl_metrics::csv::read_table(csv)
+            .map_err(|e| usage(format!("{}: {e}", csv.display())))?;
+        if table.header.len() != obs_dim {
+            return Err(usage(format!(
+                "{}: {} columns, the policy takes observations of {obs_dim}",
+                csv.display(),
+                table.header.len()
+            )));
+        }
+        let mut outputs = vec![0.0_f32; spec.head.actor_outputs()];
+        let mut action = vec![0.0_f32; action_dim];
+        for row in &table.rows {
+            let obs: Vec<f32> = row.iter().map(|v| *v as f32).collect();
+            normalize(&obs, &mut normalized, &loaded.obs_norm);
+            loaded.policy.actor_outputs(&normalized, &mut outputs);
+            loaded.policy.deterministic(&normalized, &mut action);
+            let value = loaded.policy.value(&normalized);
+            outln!(
+                "{}",
+                serde_json::json!({"outputs": outputs, "action": action, "value": value})
+            );
+        }
+        return Ok(());
+    }
+
+    let bounds = match env.action_space() {
+        Space::Box(b) => Some((b.low.clone(), b.high.clone())),
+        Space::Discrete { .. } => None,
+    };
+    let live = args.render && std::io::stdout().is_terminal();
+    if args.render && render(&env_id, &[0.0; 4]).is_none() {
+        errln!("evaluate: no text rendering for {env_id}; playing without it");
+    }
+    let mut action = vec![0.0_f32; action_dim];
+    let mut returns = Vec::with_capacity(args.episodes);
+    outln!(
+        "{}: {} on {env_id}",
+        args.file.display(),
+        spec_summary(&spec)
+    );
+    for k in 0..args.episodes {
+        let mut obs = env
+            .reset(Some(derive_seed(args.seed, k as u64)))
+            .map_err(|e| failed(e.to_string()))?;
+        let (mut total, mut steps) = (0.0, 0u32);
+        loop {
+            if args.render {
+                if let Some(picture) = env.state().and_then(|s| render(&env_id, &s)) {
+                    if live {
+                        print!("\x1b[H\x1b[2J");
+                    }
+                    outln!("episode {k}  step {steps}  return {total:.1}\n{picture}\n");
+                    let _ = std::io::stdout().flush();
+                    if live {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            normalize(&obs, &mut normalized, &loaded.obs_norm);
+            loaded.policy.deterministic(&normalized, &mut action);
+            let step = match &bounds {
+                None => env.step(Action::Discrete(action[0] as i64)),
+                Some((low, high)) => {
+                    for d in 0..action_dim {
+                        action[d] = action[d].clamp(low[d], high[d]);
+                    }
+                    env.step(Action::Continuous(&action))
+                }
+            }
+            .map_err(|e| failed(e.to_string()))?;
+            total += step.reward;
+            steps += 1;
+            obs = step.obs;
+            if step.terminated || step.truncated {
+                let how = if step.terminated {
+                    "terminated"
+                } else {
+                    "truncated"
+                };
+                outln!("episode {k}: return {total:.2} ({steps} steps, {how})");
+                break;
+            }
+        }
+        returns.push(total);
+    }
+    let n = returns.len() as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    outln!(
+        "mean return {mean:.2} +- {std:.2} over {} episodes (min {:.2}, max {:.2})",
+        returns.len(),
+        returns.iter().cloned().fold(f64::INFINITY, f64::min),
+        returns.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+    );
+    Ok(())
+}
+
+fn spec_summary(spec: &PolicySpec) -> String {
+    let head = match spec.head {
+        ActionHead::Categorical { n } => format!("Categorical({n})"),
+        ActionHead::Gaussian { dim } => format!("Gaussian({dim})"),
+    };
+    format!(
+        "actor {:?}, critic {:?}, {}, {head}",
+        spec.actor_hidden,
+        spec.critic_hidden,
+        spec.activation.torch_module()
+    )
+}
+
+/// Parses arguments, evaluates, and maps the outcome to an exit code (0
+/// done, 1 failure while playing, 2 bad usage or an unusable file).
+pub fn evaluate_main(registry: &Registry) -> ExitCode {
+    let args = match EvaluateArgs::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::DONE
+            });
+        }
+    };
+    match run(registry, &args) {
+        Ok(()) => ExitCode::from(exit::DONE),
+        Err((code, message)) => {
+            errln!("evaluate: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
