@@ -260,16 +260,19 @@ pub fn curve_png(title: &str, curve: &Curve) -> io::Result<Vec<u8>> {
         2,
         BLACK,
     );
-    let (lx, ly) = (px0 as i64 + 20, py0 as i64 + 14);
-    c.rect(lx, ly + 2, lx + 30, ly + 12, BAND);
-    c.text(lx + 40, ly, "eval min-max", 2, BLACK);
+    // The legend sits above the plot, on the right, clear of the curve.
+    let ly = py0 as i64 - 28;
+    let mean_x = px1 as i64 - Canvas::text_width("eval mean", 2) - 40;
+    let band_x = mean_x - Canvas::text_width("eval min-max", 2) - 70;
+    c.rect(band_x, ly + 2, band_x + 30, ly + 12, BAND);
+    c.text(band_x + 40, ly, "eval min-max", 2, BLACK);
     c.line(
-        ((lx) as f64, (ly + 34) as f64),
-        ((lx + 30) as f64, (ly + 34) as f64),
+        (mean_x as f64, (ly + 7) as f64),
+        ((mean_x + 30) as f64, (ly + 7) as f64),
         3,
         LINE,
     );
-    c.text(lx + 40, ly + 26, "eval mean", 2, BLACK);
+    c.text(mean_x + 40, ly, "eval mean", 2, BLACK);
     if points.is_empty() {
         c.text(
             ((px0 + px1) / 2.0) as i64 - Canvas::text_width("no evaluation yet", 2) / 2,

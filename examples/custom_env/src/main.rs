@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 use rl_env::rng::Rng;
+use rl_env::snapshot::{SnapshotReader, SnapshotWriter};
 use rl_env::{Action, Actions, BoxSpace, Env, EnvError, Registry, Space, Transition};
 
 /// `Corridor-v0`: walk along a corridor of `length` cells to the exit on the
@@ -94,6 +95,23 @@ impl Env for Corridor {
             terminated,
             truncated: false,
         })
+    }
+
+    /// Everything the next step and reset depend on, so that
+    /// `train --resume` continues this env exactly (optional: without it a
+    /// resumed run starts new episodes).
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut w = SnapshotWriter::new();
+        w.u32(self.position).optional_rng(self.rng.as_ref());
+        Some(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
+        let mut r = SnapshotReader::new("Corridor-v0", snapshot);
+        let (position, rng) = (r.u32()?, r.optional_rng()?);
+        r.finish()?;
+        (self.position, self.rng) = (position, rng);
+        Ok(())
     }
 }
 
