@@ -399,16 +399,9 @@ fn parse_size(spec: &str) -> Option<(u16, u16)> {
 /// Parses arguments and shows the curves; exit 0, or 2 for bad usage (a
 /// directory that is not there, no terminal for the live view).
 pub fn curves_main() -> ExitCode {
-    let args = match CurvesArgs::try_parse() {
+    let args = match crate::parse_args::<CurvesArgs>() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::DONE
-            });
-        }
+        Err(code) => return code,
     };
     for dir in &args.runs {
         if !dir.is_dir() {

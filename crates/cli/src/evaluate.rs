@@ -290,16 +290,9 @@ fn spec_summary(spec: &PolicySpec) -> String {
 /// Parses arguments, evaluates, and maps the outcome to an exit code (0
 /// done, 1 failure while playing, 2 bad usage or an unusable file).
 pub fn evaluate_main(registry: &Registry) -> ExitCode {
-    let args = match EvaluateArgs::try_parse() {
+    let args = match crate::parse_args::<EvaluateArgs>() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::DONE
-            });
-        }
+        Err(code) => return code,
     };
     match run(registry, &args) {
         Ok(()) => ExitCode::from(exit::DONE),

@@ -43,6 +43,19 @@ macro_rules! err {
     }};
 }
 
+/// Parses a command's arguments; `--help` and `--version` exit 0, bad usage
+/// exits 2 (after clap printed why).
+pub(crate) fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() {
+            train::exit::USAGE
+        } else {
+            train::exit::DONE
+        })
+    })
+}
+
 pub mod config;
 pub mod curves;
 pub mod evaluate;

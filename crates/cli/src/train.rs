@@ -173,16 +173,9 @@ pub fn train_main(registry: &Registry) -> ExitCode {
         return ExitCode::from(code);
     }
     rl_runtime::ignore_file_size_signal();
-    let args = match TrainArgs::try_parse() {
+    let args = match crate::parse_args::<TrainArgs>() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::DONE
-            });
-        }
+        Err(code) => return code,
     };
     ExitCode::from(run_train(registry, &args))
 }

@@ -307,6 +307,7 @@ fn sigkill_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
     let run_dir = run.run_dir.clone();
     let mut rng = 7u64;
     let mut kills = 0;
+    let mut stale: Vec<PathBuf> = Vec::new();
     for round in 0..8 {
         if round > 0 {
             run.child = Command::new(TRAIN)
@@ -327,19 +328,22 @@ fn sigkill_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
         let _ = run.child.wait();
         kills += 1;
         run.assert_nothing_left();
-        // Every checkpoint on disk reads back whole.
+        // Every checkpoint on disk reads back whole. A kill between the
+        // link and the rename of a replaced file (best.safetensors) can
+        // leave its complete `.tmp`; the next resume removes it.
         for entry in std::fs::read_dir(run_dir.join("checkpoints")).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                !name.ends_with(".tmp"),
-                "temporary file {name} left after a kill"
-            );
+            if name.ends_with(".tmp") {
+                stale.push(path);
+                continue;
+            }
             Checkpoint::decode(&std::fs::read(&path).unwrap())
                 .unwrap_or_else(|e| panic!("{name} after kill {kills}: {e}"));
         }
     }
     assert!(kills >= 3, "only {kills} kills landed");
+    let left_by_kills = stale.len();
     loop {
         let out = resume(&run_dir, Duration::from_secs(300));
         assert!(
@@ -352,6 +356,14 @@ fn sigkill_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
             break;
         }
     }
+    for path in &stale {
+        assert!(
+            !path.exists(),
+            "{} was not removed on resume",
+            path.display()
+        );
+    }
+    eprintln!("{kills} kills, {left_by_kills} temporary files left by them and removed");
     assert!(
         std::fs::read(run_dir.join("policy.safetensors")).unwrap()
             == std::fs::read(straight.run_dir.join("policy.safetensors")).unwrap(),

@@ -8,7 +8,8 @@
 //!           reward_norm.mean, .var, .returns                  reward scaling (f64), if scaled
 //!           collector.K                                       worker K's envs and sampling streams (u8)
 //! metadata  format "ferrorl-checkpoint-v1", kind (periodic | stop | final | best),
-//!           env_steps, updates, num_updates, elapsed_s, adam_step, obs_norm_count,
+//!           env_steps, updates, weights_version, num_updates, elapsed_s, train_s,
+//!           adam_step, obs_norm_count,
 //!           reward_norm_count, rng (4 x u64), config_hash, num_collectors,
 //!           the policy's own metadata (env_id, obs_dim, action_head, ...),
 //!           checksum: CRC-32C of the whole file with this field's value as 00000000
@@ -237,6 +238,8 @@ impl Checkpoint {
             ("kind", self.kind.as_str().to_string()),
             ("env_steps", self.env_steps.to_string()),
             ("updates", l.updates_done.to_string()),
+            // The version the workers' weights block held for these weights.
+            ("weights_version", l.updates_done.to_string()),
             ("num_updates", self.num_updates.to_string()),
             ("elapsed_s", self.elapsed_s.to_string()),
             ("train_s", self.train_s.to_string()),

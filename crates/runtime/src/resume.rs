@@ -77,6 +77,8 @@ pub fn prepare_resume(
             dir.path().display()
         )));
     };
+    crate::run_dir::remove_stale_temporaries(run_dir.path());
+    crate::run_dir::remove_stale_temporaries(dir.path());
     let updates = checkpoint.learner.updates_done as f64;
     let at = |path: std::path::PathBuf| move |source| PathError { path, source };
     let train = run_dir.path().join("train.csv");

@@ -216,14 +216,29 @@ impl RunDir {
     }
 }
 
+/// Removes `.NAME.tmp` files a killed process left in `dir`.
+pub fn remove_stale_temporaries(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Replaces `dir/name` with `bytes` so that a reader, or a crash at any
 /// moment, sees the old file or the new one, never a mix, and a process
 /// killed while writing leaves nothing behind: the bytes go into an unnamed
 /// file (`O_TMPFILE`), which is synced, given the temporary name
 /// `.NAME.tmp` only once complete, renamed over `name`, and the directory
-/// synced. Where the file system has no `O_TMPFILE`, a named temporary file
-/// is written instead (then a kill mid-write can leave it; the supervisor
-/// removes such files when a run ends).
+/// synced (a new name is linked directly). Only a kill in the instant
+/// between the link and the rename of a replacement leaves a complete
+/// `.NAME.tmp`; where the file system has no `O_TMPFILE`, the temporary file
+/// is written under that name. Either is removed by [`remove_stale_temporaries`]
+/// (the supervisor when a run ends, `train --resume` when it starts).
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
@@ -237,17 +252,27 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
         Ok(mut file) => (|| {
             file.write_all(bytes)?;
             file.sync_all()?;
-            let _ = fs::remove_file(&tmp);
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-            nix::unistd::linkat(
-                nix::fcntl::AT_FDCWD,
-                proc_path.as_str(),
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-            )
-            .map_err(io::Error::from)?;
-            fs::rename(&tmp, &path)
+            let link = |to: &Path| {
+                nix::unistd::linkat(
+                    nix::fcntl::AT_FDCWD,
+                    proc_path.as_str(),
+                    nix::fcntl::AT_FDCWD,
+                    to,
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                )
+            };
+            // A new name is linked in one step; replacing a file needs a
+            // temporary name for the moment between link and rename.
+            match link(&path) {
+                Ok(()) => Ok(()),
+                Err(nix::errno::Errno::EEXIST) => {
+                    let _ = fs::remove_file(&tmp);
+                    link(&tmp).map_err(io::Error::from)?;
+                    fs::rename(&tmp, &path)
+                }
+                Err(e) => Err(e.into()),
+            }
         })(),
         Err(_) => (|| {
             let mut file = File::create(&tmp)?;

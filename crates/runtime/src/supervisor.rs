@@ -720,15 +720,8 @@ impl Supervisor<'_> {
 
     /// Temporary files of atomic writes a killed process left behind.
     fn remove_temporary_files(&self) {
-        if let Ok(entries) = std::fs::read_dir(self.run_dir.path()) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
+        crate::run_dir::remove_stale_temporaries(self.run_dir.path());
+        crate::run_dir::remove_stale_temporaries(&self.run_dir.path().join("checkpoints"));
     }
 }
 

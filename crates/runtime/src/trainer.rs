@@ -371,6 +371,7 @@ pub fn train_in_process(
         &learner.policy_weights(),
         learner.obs_norm.as_ref(),
     )?;
+    crate::run_dir::remove_stale_temporaries(run_dir.path());
     Ok(TrainSummary {
         ending,
         env_steps,

@@ -1,7 +1,6 @@
 use std::f64::consts::PI;
 
 use super::{discrete_action, state_array, write_obs, EnvRng};
-use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, BoxSpace, Env, EnvError, Space, Transition};
 
 const DT: f64 = 0.2;
@@ -187,18 +186,11 @@ impl Env for Acrobot {
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
-        let mut w = SnapshotWriter::new();
-        w.f64s(&self.state).optional_rng(self.rng.0.as_ref());
-        Some(w.finish())
+        Some(super::snapshot_state(&self.state, &self.rng))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
-        let mut r = SnapshotReader::new(Self::ID, snapshot);
-        let state = r.f64s()?;
-        let rng = r.optional_rng()?;
-        r.finish()?;
-        self.state = state;
-        self.rng.0 = rng;
+        (self.state, self.rng) = super::restore_state(Self::ID, snapshot)?;
         Ok(())
     }
 }

@@ -114,3 +114,23 @@ pub(crate) fn state_array<const N: usize>(env: &str, state: &[f64]) -> Result<[f
         problem: format!("the state has {N} values, got {}", state.len()),
     })
 }
+
+/// The snapshot of an env whose whole state is its `N` state values and its
+/// generator (see [`crate::snapshot`]).
+pub(crate) fn snapshot_state<const N: usize>(state: &[f64; N], rng: &EnvRng) -> Vec<u8> {
+    let mut w = crate::snapshot::SnapshotWriter::new();
+    w.f64s(state).optional_rng(rng.0.as_ref());
+    w.finish()
+}
+
+/// Reads a snapshot written by [`snapshot_state`].
+pub(crate) fn restore_state<const N: usize>(
+    env: &str,
+    snapshot: &[u8],
+) -> Result<([f64; N], EnvRng), EnvError> {
+    let mut r = crate::snapshot::SnapshotReader::new(env, snapshot);
+    let state = r.f64s()?;
+    let rng = r.optional_rng()?;
+    r.finish()?;
+    Ok((state, EnvRng(rng)))
+}

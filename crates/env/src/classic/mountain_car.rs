@@ -1,5 +1,4 @@
 use super::{discrete_action, state_array, write_obs, EnvRng};
-use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, BoxSpace, Env, EnvError, Space, Transition};
 
 const MIN_POSITION: f64 = -1.2;
@@ -100,18 +99,11 @@ impl Env for MountainCar {
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
-        let mut w = SnapshotWriter::new();
-        w.f64s(&self.state).optional_rng(self.rng.0.as_ref());
-        Some(w.finish())
+        Some(super::snapshot_state(&self.state, &self.rng))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
-        let mut r = SnapshotReader::new(Self::ID, snapshot);
-        let state = r.f64s()?;
-        let rng = r.optional_rng()?;
-        r.finish()?;
-        self.state = state;
-        self.rng.0 = rng;
+        (self.state, self.rng) = super::restore_state(Self::ID, snapshot)?;
         Ok(())
     }
 }
