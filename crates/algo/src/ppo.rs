@@ -544,7 +544,7 @@ impl PpoLearner {
             ),
         };
         LearnerState {
-            weights: self.policy_weights(),
+            weights: self.policy_weights().into_owned(),
             adam_exp_avg,
             adam_exp_avg_sq,
             adam_step,
@@ -625,11 +625,12 @@ impl PpoLearner {
         Ok(())
     }
 
-    /// The weights to act with, flat in layout order.
-    pub fn policy_weights(&self) -> Vec<f32> {
+    /// The weights to act with, flat in layout order: borrowed from the
+    /// CPU learner (no copy each round), copied out of libtorch otherwise.
+    pub fn policy_weights(&self) -> std::borrow::Cow<'_, [f32]> {
         match &self.engine {
-            Engine::Host { weights, .. } => weights.clone(),
-            Engine::Torch { net, .. } => net.to_flat(),
+            Engine::Host { weights, .. } => std::borrow::Cow::Borrowed(weights),
+            Engine::Torch { net, .. } => std::borrow::Cow::Owned(net.to_flat()),
         }
     }
 

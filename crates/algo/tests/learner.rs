@@ -49,7 +49,7 @@ fn train(env: &str, backend: Backend, seed: u64) -> Vec<f32> {
         let stats = learner.update(&rollout);
         assert!(stats.policy_loss.is_finite() && stats.value_loss.is_finite());
     }
-    learner.policy_weights()
+    learner.policy_weights().into_owned()
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn host_and_libtorch_backends_compute_the_same_update() {
         let max_diff = host
             .policy_weights()
             .iter()
-            .zip(&torch.policy_weights())
+            .zip(torch.policy_weights().iter())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0_f32, f32::max);
         assert!(max_diff < 1e-4, "{env}: weights differ by up to {max_diff}");
