@@ -21,6 +21,7 @@
 
 pub mod adam;
 pub mod device;
+pub mod divergence;
 pub mod gae;
 pub mod host;
 pub mod init;

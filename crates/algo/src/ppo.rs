@@ -3,15 +3,20 @@
 //! PPO, and CleanRL's names.
 
 use rl_env::rng::Rng;
-use rl_policy::{ObsNormalizer, PolicySpec, Rollout, RunningMeanStd};
+use rl_policy::{ActionHead, ObsNormalizer, Policy, PolicySpec, Rollout, RunningMeanStd};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::adam::{clip_grad_norm, Adam};
+use crate::divergence::{first_non_finite, first_non_finite_f64, suspects, Divergence, Stage};
 use crate::gae::gae;
 use crate::host::{clip_grad_norm_host, HostAdam, HostGradient, HostMinibatch, LossTerms};
 use crate::net::ActorCritic;
 use crate::FieldError;
+
+/// The largest integer a config file can hold: TOML integers are signed 64-bit,
+/// so every accepted value must read back from the `config.toml` a run writes.
+pub const MAX_CONFIG_INT: u64 = i64::MAX as u64;
 
 /// PPO hyperparameters (the `[ppo]` table of a config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,17 +121,17 @@ impl PpoConfig {
         let finite_pos = |x: f64| x.is_finite() && x > 0.0;
         check(
             &mut e,
-            self.total_timesteps > 0,
+            (1..=MAX_CONFIG_INT).contains(&self.total_timesteps),
             "total_timesteps",
             self.total_timesteps.to_string(),
-            "an integer >= 1",
+            "an integer in 1..=9223372036854775807",
         );
         check(
             &mut e,
-            self.num_steps > 0,
+            (1..=MAX_CONFIG_INT as usize).contains(&self.num_steps),
             "num_steps",
             self.num_steps.to_string(),
-            "an integer >= 1",
+            "an integer in 1..=9223372036854775807 (that fits in memory)",
         );
         check(
             &mut e,
@@ -156,11 +161,11 @@ impl PpoConfig {
             self.num_minibatches.to_string(),
             "an integer >= 1",
         );
-        let batch = self.num_steps * num_envs;
-        if self.num_minibatches > 0 && self.num_steps > 0 && num_envs > 0 {
+        let batch = (self.num_steps as u64).checked_mul(num_envs as u64);
+        if let Some(batch) = batch.filter(|_| self.num_minibatches > 0) {
             check(
                 &mut e,
-                batch % self.num_minibatches == 0,
+                batch % self.num_minibatches as u64 == 0,
                 "num_minibatches",
                 self.num_minibatches.to_string(),
                 "a divisor of the batch size num_envs * num_steps",
@@ -168,10 +173,10 @@ impl PpoConfig {
         }
         check(
             &mut e,
-            self.update_epochs > 0,
+            (1..=MAX_CONFIG_INT as usize).contains(&self.update_epochs),
             "update_epochs",
             self.update_epochs.to_string(),
-            "an integer >= 1",
+            "an integer in 1..=9223372036854775807",
         );
         check(
             &mut e,
@@ -243,7 +248,10 @@ impl PpoConfig {
 
     /// Updates in a run: total_timesteps / (num_envs * num_steps), at least 1.
     pub fn num_updates(&self, num_envs: usize) -> u64 {
-        (self.total_timesteps / (num_envs * self.num_steps).max(1) as u64).max(1)
+        let batch = (num_envs as u64)
+            .saturating_mul(self.num_steps as u64)
+            .max(1);
+        (self.total_timesteps / batch).max(1)
     }
 }
 
@@ -446,6 +454,155 @@ enum Engine {
     },
 }
 
+/// A copy of the engine's parameters and optimizer state, where they live.
+enum EngineBackup {
+    None,
+    Host {
+        weights: Vec<f32>,
+        exp_avg: Vec<f32>,
+        exp_avg_sq: Vec<f32>,
+        step: u64,
+    },
+    Torch {
+        flat: Tensor,
+        exp_avg: Tensor,
+        exp_avg_sq: Tensor,
+        step: u64,
+    },
+}
+
+impl Engine {
+    /// Copies the parameters and optimizer state into `backup` (reusing its
+    /// buffers: one copy per update, no allocation after the first).
+    fn save(&self, backup: &mut EngineBackup) {
+        match (self, &mut *backup) {
+            (
+                Engine::Host { weights, adam, .. },
+                EngineBackup::Host {
+                    weights: w,
+                    exp_avg,
+                    exp_avg_sq,
+                    step,
+                },
+            ) => {
+                w.copy_from_slice(weights);
+                exp_avg.copy_from_slice(&adam.exp_avg);
+                exp_avg_sq.copy_from_slice(&adam.exp_avg_sq);
+                *step = adam.step;
+            }
+            (Engine::Host { weights, adam, .. }, _) => {
+                *backup = EngineBackup::Host {
+                    weights: weights.clone(),
+                    exp_avg: adam.exp_avg.clone(),
+                    exp_avg_sq: adam.exp_avg_sq.clone(),
+                    step: adam.step,
+                }
+            }
+            (
+                Engine::Torch { net, adam },
+                EngineBackup::Torch {
+                    flat,
+                    exp_avg,
+                    exp_avg_sq,
+                    step,
+                },
+            ) => tch::no_grad(|| {
+                flat.copy_(net.flat());
+                exp_avg.copy_(&adam.exp_avg);
+                exp_avg_sq.copy_(&adam.exp_avg_sq);
+                *step = adam.step;
+            }),
+            (Engine::Torch { net, adam }, _) => {
+                *backup = tch::no_grad(|| EngineBackup::Torch {
+                    flat: net.flat().detach().copy(),
+                    exp_avg: adam.exp_avg.copy(),
+                    exp_avg_sq: adam.exp_avg_sq.copy(),
+                    step: adam.step,
+                })
+            }
+        }
+    }
+
+    /// Puts back what [`Engine::save`] copied.
+    fn restore(&mut self, backup: &EngineBackup) {
+        match (self, backup) {
+            (
+                Engine::Host { weights, adam, .. },
+                EngineBackup::Host {
+                    weights: w,
+                    exp_avg,
+                    exp_avg_sq,
+                    step,
+                },
+            ) => {
+                weights.copy_from_slice(w);
+                adam.exp_avg.copy_from_slice(exp_avg);
+                adam.exp_avg_sq.copy_from_slice(exp_avg_sq);
+                adam.step = *step;
+            }
+            (
+                Engine::Torch { net, adam },
+                EngineBackup::Torch {
+                    flat,
+                    exp_avg,
+                    exp_avg_sq,
+                    step,
+                },
+            ) => tch::no_grad(|| {
+                let mut params = net.flat().shallow_clone();
+                params.copy_(flat);
+                adam.exp_avg.copy_(exp_avg);
+                adam.exp_avg_sq.copy_(exp_avg_sq);
+                adam.step = *step;
+            }),
+            _ => {}
+        }
+    }
+
+    /// The first non-finite number among the parameters and Adam's moments,
+    /// with what it is.
+    fn non_finite_state(&self) -> Option<(&'static str, f64)> {
+        let found = |name: &'static str, v: Option<f32>| v.map(|v| (name, v as f64));
+        match self {
+            Engine::Host { weights, adam, .. } => found("the weights", first_non_finite(weights))
+                .or_else(|| found("Adam's first moments", first_non_finite(&adam.exp_avg)))
+                .or_else(|| found("Adam's second moments", first_non_finite(&adam.exp_avg_sq))),
+            Engine::Torch { net, adam } => tch::no_grad(|| {
+                [
+                    ("the weights", net.flat()),
+                    ("Adam's first moments", &adam.exp_avg),
+                    ("Adam's second moments", &adam.exp_avg_sq),
+                ]
+                .into_iter()
+                .find_map(|(name, t)| {
+                    let bad = t.isfinite().logical_not();
+                    (bad.any().int64_value(&[]) != 0)
+                        .then(|| (name, t.masked_select(&bad).double_value(&[0])))
+                })
+            }),
+        }
+    }
+}
+
+/// Why [`PpoLearner::update`] did not update. Either way the learner is
+/// back exactly where it was before the update began.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateError {
+    /// The caller asked to stop (checked before every minibatch).
+    Abandoned,
+    /// A number went non-finite (see [`crate::divergence`]).
+    Diverged(Divergence),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Abandoned => write!(f, "the update was abandoned"),
+            UpdateError::Diverged(d) => d.fmt(f),
+        }
+    }
+}
+
 /// The learner's whole PPO state: parameters, optimizer, normalisers,
 /// schedules and the generator for minibatch shuffles.
 pub struct PpoLearner {
@@ -457,7 +614,15 @@ pub struct PpoLearner {
     pub updates_done: u64,
     pub num_updates: u64,
     pub num_envs: usize,
+    /// The state the current update started from.
+    backup: EngineBackup,
+    /// Acts with the new weights on observations of the rollout, to check
+    /// that the policy the workers will get computes finite numbers.
+    check_policy: Option<Policy>,
 }
+
+/// Rows of a rollout the new policy is tried on after each update.
+const CHECK_ROWS: usize = 256;
 
 impl PpoLearner {
     /// A learner with CleanRL's initialisation, drawn from `seed` by our own
@@ -470,6 +635,7 @@ impl PpoLearner {
         backend: Backend,
     ) -> Self {
         let obs_dim = spec.obs_dim;
+        let check_policy = Policy::new(spec.clone()).ok();
         let engine = match backend {
             Backend::Host => {
                 let weights = crate::init::initial_weights(&spec, seed, config.init_log_std);
@@ -501,6 +667,8 @@ impl PpoLearner {
             rng: Rng::from_seed(seed ^ 0x5EED_0F5A_u64),
             updates_done: 0,
             num_envs,
+            backup: EngineBackup::None,
+            check_policy,
         }
     }
 
@@ -628,15 +796,138 @@ impl PpoLearner {
     /// The weights to act with, flat in layout order: borrowed from the
     /// CPU learner (no copy each round), copied out of libtorch otherwise.
     pub fn policy_weights(&self) -> std::borrow::Cow<'_, [f32]> {
-        match &self.engine {
-            Engine::Host { weights, .. } => std::borrow::Cow::Borrowed(weights),
-            Engine::Torch { net, .. } => std::borrow::Cow::Owned(net.to_flat()),
-        }
+        engine_weights(&self.engine)
     }
 
     /// One PPO update on a rollout collected with the current weights and
-    /// observation statistics.
-    pub fn update(&mut self, rollout: &Rollout) -> UpdateStats {
+    /// observation statistics. All or nothing: `abandon` is asked before
+    /// every minibatch; when it says so, or when a number goes non-finite
+    /// (see [`crate::divergence`]), the learner goes back to exactly the
+    /// state it had before the update and says why.
+    pub fn update(
+        &mut self,
+        rollout: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<UpdateStats, UpdateError> {
+        self.engine.save(&mut self.backup);
+        let obs_norm = self.obs_norm.as_ref().map(|n| n.stats.clone());
+        let reward_scaler = self
+            .reward_scaler
+            .as_ref()
+            .map(|r| (r.stats.clone(), r.returns.clone()));
+        let rng = self.rng.clone();
+        let result = self.update_or_fail(rollout, abandon);
+        if result.is_err() {
+            self.engine.restore(&self.backup);
+            if let (Some(norm), Some(stats)) = (&mut self.obs_norm, obs_norm) {
+                norm.stats = stats;
+            }
+            if let (Some(scaler), Some((stats, returns))) = (&mut self.reward_scaler, reward_scaler)
+            {
+                scaler.stats = stats;
+                scaler.returns = returns;
+            }
+            self.rng = rng;
+        }
+        result
+    }
+
+    /// A [`Divergence`] of the next update: what went non-finite, with the
+    /// rollout's reward range and the suspect settings.
+    fn diverged(&self, stage: Stage, quantity: &str, value: f64, rollout: &Rollout) -> UpdateError {
+        let (low, high) = rollout
+            .rewards
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            });
+        let short = |v: f32| {
+            if v != 0.0 && !(1e-4..1e6).contains(&v.abs()) {
+                format!("{v:e}")
+            } else {
+                format!("{v}")
+            }
+        };
+        let context = (!rollout.rewards.is_empty()).then(|| {
+            format!(
+                "the rollout's rewards range from {} to {}",
+                short(low),
+                short(high)
+            )
+        });
+        let max_abs_reward = f64::from(low.abs().max(high.abs()));
+        UpdateError::Diverged(Divergence {
+            update: self.updates_done + 1,
+            stage,
+            quantity: quantity.to_string(),
+            value,
+            context,
+            suspects: suspects(&self.config, quantity, max_abs_reward),
+        })
+    }
+
+    /// The first non-finite number of the normalisers' statistics.
+    fn non_finite_statistics(&self) -> Option<(&'static str, f64)> {
+        let obs = self.obs_norm.as_ref().and_then(|n| {
+            first_non_finite_f64(&n.stats.mean).or_else(|| first_non_finite_f64(&n.stats.var))
+        });
+        let rewards = self.reward_scaler.as_ref().and_then(|r| {
+            first_non_finite_f64(&r.stats.var).or_else(|| first_non_finite_f64(&r.returns))
+        });
+        obs.map(|v| ("the observation statistics", v))
+            .or(rewards.map(|v| ("the reward scaling statistics", v)))
+    }
+
+    /// Acts with the weights on up to [`CHECK_ROWS`] observations of the
+    /// rollout (normalised as the workers will): the first non-finite
+    /// output, if any.
+    fn non_finite_policy(&mut self, rollout: &Rollout) -> Option<(&'static str, f64)> {
+        let policy = self.check_policy.as_mut()?;
+        let weights = engine_weights(&self.engine);
+        policy.set_weights(&weights).ok()?;
+        let spec = policy.spec().clone();
+        if let (ActionHead::Gaussian { .. }, Some(entry)) =
+            (spec.head, policy.layout().get("actor_logstd"))
+        {
+            let log_std = &weights[entry.offset..entry.offset + entry.len];
+            if let Some(v) = log_std.iter().map(|l| l.exp()).find(|s| !s.is_finite()) {
+                return Some((
+                    "the policy's standard deviation exp(actor_logstd)",
+                    v as f64,
+                ));
+            }
+        }
+        let od = rollout.obs_dim;
+        let rows = rollout.num_steps * rollout.num_envs;
+        let stride = (rows / CHECK_ROWS).max(1);
+        let picked: Vec<usize> = (0..rows).step_by(stride).take(CHECK_ROWS).collect();
+        let mut obs = vec![0.0_f32; picked.len() * od];
+        for (out, row) in obs.chunks_exact_mut(od.max(1)).zip(&picked) {
+            let raw = &rollout.obs[row * od..(row + 1) * od];
+            match &self.obs_norm {
+                Some(norm) => norm.normalize(raw, out),
+                None => out.copy_from_slice(raw),
+            }
+        }
+        let mut outputs = vec![0.0_f32; picked.len() * spec.head.actor_outputs()];
+        policy.actor_outputs(&obs, &mut outputs);
+        if let Some(v) = first_non_finite(&outputs) {
+            return Some((
+                "the policy's outputs on the rollout's observations",
+                v as f64,
+            ));
+        }
+        let mut values = vec![0.0_f32; picked.len()];
+        policy.values(&obs, &mut values);
+        first_non_finite(&values)
+            .map(|v| ("the value function on the rollout's observations", v as f64))
+    }
+
+    fn update_or_fail(
+        &mut self,
+        rollout: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<UpdateStats, UpdateError> {
         let cfg = self.config.clone();
         let (t, e, od, ad) = (
             rollout.num_steps,
@@ -678,6 +969,14 @@ impl PpoLearner {
             gamma,
             cfg.gae_lambda as f32,
         );
+        if let Some(v) = first_non_finite(&returns).or_else(|| first_non_finite(&advantages)) {
+            return Err(self.diverged(
+                Stage::BeforeMinibatches,
+                "the returns and advantages computed from the rollout",
+                v as f64,
+                rollout,
+            ));
+        }
 
         let lr = self.current_learning_rate();
         let clip_coef = self.current_clip_coef();
@@ -705,8 +1004,11 @@ impl PpoLearner {
             epochs += 1;
             shuffle(&mut indices, &mut self.rng);
             let mut last_kl = 0.0;
-            for chunk in indices.chunks(minibatch_size) {
-                let terms = match (&mut self.engine, &mut torch_batch) {
+            for (minibatch, chunk) in indices.chunks(minibatch_size).enumerate() {
+                if abandon() {
+                    return Err(UpdateError::Abandoned);
+                }
+                let (terms, failure) = match (&mut self.engine, &mut torch_batch) {
                     (
                         Engine::Host {
                             weights,
@@ -724,9 +1026,14 @@ impl PpoLearner {
                             clip_coef,
                             grad,
                         );
-                        clip_grad_norm_host(grad, cfg.max_grad_norm);
-                        adam.step(weights, grad, lr);
-                        terms
+                        let norm = clip_grad_norm_host(grad, cfg.max_grad_norm);
+                        // Checked before the step: a non-finite gradient
+                        // never reaches the weights or the moments.
+                        let failure = non_finite_terms(&terms, norm);
+                        if failure.is_none() {
+                            adam.step(weights, grad, lr);
+                        }
+                        (terms, failure)
                     }
                     (Engine::Torch { net, adam }, Some(tb)) => {
                         let idx: Vec<i64> = chunk.iter().map(|i| *i as i64).collect();
@@ -748,10 +1055,8 @@ impl PpoLearner {
                         let out = ppo_loss(net, &mb, &cfg, clip_coef);
                         net.zero_grad();
                         out.loss.backward();
-                        clip_grad_norm(net.flat(), cfg.max_grad_norm);
-                        let mut flat = net.flat().shallow_clone();
-                        adam.step(&mut flat, lr);
-                        LossTerms {
+                        let norm = clip_grad_norm(net.flat(), cfg.max_grad_norm);
+                        let terms = LossTerms {
                             loss: 0.0,
                             policy_loss: out.policy_loss,
                             value_loss: out.value_loss,
@@ -759,12 +1064,31 @@ impl PpoLearner {
                             approx_kl: out.approx_kl,
                             old_approx_kl: out.old_approx_kl,
                             clip_frac: out.clip_frac,
+                        };
+                        let failure = non_finite_terms(&terms, norm);
+                        if failure.is_none() {
+                            let mut flat = net.flat().shallow_clone();
+                            adam.step(&mut flat, lr);
                         }
+                        (terms, failure)
                     }
                     (Engine::Torch { .. }, None) => {
                         unreachable!("the torch batch is built with the engine")
                     }
                 };
+                if let Some((quantity, value)) = failure {
+                    let stage = Stage::Minibatch {
+                        epoch: epochs,
+                        minibatch: minibatch + 1,
+                    };
+                    // A step that made the weights or moments non-finite
+                    // shows up as this minibatch's loss: name the cause.
+                    if let Some((state, value)) = self.engine.non_finite_state() {
+                        let quantity = format!("{state} (after the previous minibatch's step)");
+                        return Err(self.diverged(stage, &quantity, value, rollout));
+                    }
+                    return Err(self.diverged(stage, quantity, value, rollout));
+                }
                 sums.policy_loss += terms.policy_loss;
                 sums.value_loss += terms.value_loss;
                 sums.entropy += terms.entropy;
@@ -778,9 +1102,18 @@ impl PpoLearner {
                 break;
             }
         }
+        // The new state, before anyone can use it.
+        let failure = self
+            .engine
+            .non_finite_state()
+            .or_else(|| self.non_finite_statistics())
+            .or_else(|| self.non_finite_policy(rollout));
+        if let Some((quantity, value)) = failure {
+            return Err(self.diverged(Stage::AfterMinibatches, quantity, value, rollout));
+        }
         self.updates_done += 1;
         let n = minibatches.max(1) as f64;
-        UpdateStats {
+        Ok(UpdateStats {
             policy_loss: sums.policy_loss / n,
             value_loss: sums.value_loss / n,
             entropy: sums.entropy / n,
@@ -791,8 +1124,29 @@ impl PpoLearner {
             learning_rate: lr,
             clip_coef,
             epochs,
-        }
+        })
     }
+}
+
+/// The weights of an engine, flat in layout order (borrowed from the host
+/// engine, copied out of libtorch).
+fn engine_weights(engine: &Engine) -> std::borrow::Cow<'_, [f32]> {
+    match engine {
+        Engine::Host { weights, .. } => std::borrow::Cow::Borrowed(weights),
+        Engine::Torch { net, .. } => std::borrow::Cow::Owned(net.to_flat()),
+    }
+}
+
+/// The first non-finite loss term or gradient norm of a minibatch.
+fn non_finite_terms(terms: &LossTerms, grad_norm: f64) -> Option<(&'static str, f64)> {
+    [
+        ("the policy loss", terms.policy_loss),
+        ("the value loss", terms.value_loss),
+        ("the entropy", terms.entropy),
+        ("the gradient (its norm)", grad_norm),
+    ]
+    .into_iter()
+    .find(|(_, v)| !v.is_finite())
 }
 
 /// One update's training data in host memory, `[batch, ...]` row-major.

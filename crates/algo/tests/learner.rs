@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
 
-use rl_algo::ppo::{Backend, PpoConfig, PpoLearner};
+use std::cell::Cell;
+
+use rl_algo::divergence::Stage;
+use rl_algo::ppo::{Backend, PpoConfig, PpoLearner, UpdateError};
 use rl_env::{Env, Registry};
 use rl_policy::{ActionHead, Activation, Policy, PolicySpec, RolloutCollector};
 use tch::Device;
@@ -46,7 +49,7 @@ fn train(env: &str, backend: Backend, seed: u64) -> Vec<f32> {
             .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
             .unwrap();
         let rollout = collector.collect(config.num_steps).unwrap();
-        let stats = learner.update(&rollout);
+        let stats = learner.update(&rollout, &|| false).unwrap();
         assert!(stats.policy_loss.is_finite() && stats.value_loss.is_finite());
     }
     learner.policy_weights().into_owned()
@@ -71,7 +74,10 @@ fn host_and_libtorch_backends_compute_the_same_update() {
         );
         collector.set_policy(&host.policy_weights(), None).unwrap();
         let rollout = collector.collect(config.num_steps).unwrap();
-        let (h, t) = (host.update(&rollout), torch.update(&rollout));
+        let (h, t) = (
+            host.update(&rollout, &|| false).unwrap(),
+            torch.update(&rollout, &|| false).unwrap(),
+        );
         assert!(
             (h.policy_loss - t.policy_loss).abs() < 1e-4,
             "{env}: {h:?} vs {t:?}"
@@ -114,7 +120,7 @@ fn learning_rate_and_clip_anneal_linearly_and_target_kl_stops_epochs_early() {
             .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
             .unwrap();
         let rollout = collector.collect(config.num_steps).unwrap();
-        let stats = learner.update(&rollout);
+        let stats = learner.update(&rollout, &|| false).unwrap();
         let remaining = 1.0 - k as f64 / 4.0;
         assert!((stats.learning_rate - config.learning_rate * remaining).abs() < 1e-15);
         assert!((stats.clip_coef - config.clip_coef * remaining).abs() < 1e-15);
@@ -181,7 +187,7 @@ fn a_restored_learner_continues_exactly_as_the_original() {
             if i == 3 {
                 break;
             }
-            original.update(&rollout);
+            original.update(&rollout, &|| false).unwrap();
             rollouts.push(rollout);
         }
         let state = original.state();
@@ -190,7 +196,10 @@ fn a_restored_learner_continues_exactly_as_the_original() {
         restored.restore(&state).unwrap();
         assert_eq!(restored.state(), state, "{backend:?}");
         for rollout in &rollouts {
-            let (a, b) = (original.update(rollout), restored.update(rollout));
+            let (a, b) = (
+                original.update(rollout, &|| false),
+                restored.update(rollout, &|| false),
+            );
             assert_eq!(a, b, "{backend:?}");
         }
         assert_eq!(restored.state(), original.state(), "{backend:?}");
@@ -211,4 +220,127 @@ fn a_restored_learner_continues_exactly_as_the_original() {
         short.adam_exp_avg.pop();
         assert!(restored.restore(&short).unwrap_err().contains("Adam"));
     }
+}
+
+/// One rollout of `env` collected with a fresh learner's weights, and that
+/// learner.
+fn learner_and_rollout(
+    env: &str,
+    config: PpoConfig,
+    backend: Backend,
+) -> (PpoLearner, rl_policy::Rollout) {
+    let (spec, _) = spec(env);
+    let registry = Registry::with_builtins();
+    let mut collector = RolloutCollector::new(
+        registry.make_vec(env, 4).unwrap(),
+        Policy::new(spec.clone()).unwrap(),
+        7,
+        0,
+    )
+    .unwrap();
+    let learner = PpoLearner::new(spec, config.clone(), 4, 7, backend);
+    collector
+        .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
+        .unwrap();
+    let rollout = collector.collect(config.num_steps).unwrap();
+    (learner, rollout)
+}
+
+/// An update is all or nothing: abandoned between two minibatches, it
+/// leaves the learner exactly as it was, and the next update is the one an
+/// uninterrupted learner makes.
+#[test]
+fn an_abandoned_update_leaves_the_learner_as_it_was() {
+    for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
+        let (_, config) = spec("Pendulum-v1");
+        let (mut learner, rollout) = learner_and_rollout("Pendulum-v1", config.clone(), backend);
+        let (mut twin, _) = learner_and_rollout("Pendulum-v1", config, backend);
+        let before = learner.state();
+        let asked = Cell::new(0);
+        // Yes on the fifth question: four minibatches were applied.
+        let abandon = || {
+            asked.set(asked.get() + 1);
+            asked.get() == 5
+        };
+        assert_eq!(
+            learner.update(&rollout, &abandon),
+            Err(UpdateError::Abandoned)
+        );
+        assert_eq!(asked.get(), 5);
+        assert_eq!(learner.state(), before, "{backend:?}");
+        let (a, b) = (
+            learner.update(&rollout, &|| false).unwrap(),
+            twin.update(&rollout, &|| false).unwrap(),
+        );
+        assert_eq!(a, b, "{backend:?}");
+        assert_eq!(learner.state(), twin.state(), "{backend:?}");
+    }
+}
+
+/// Settings that blow an update up: the update is refused with what went
+/// non-finite, where, and the setting to blame, and nothing non-finite is
+/// left in the learner.
+#[test]
+fn a_diverging_update_is_refused_naming_the_quantity_and_the_setting() {
+    let (_, base) = spec("CartPole-v1");
+    let cases: [(PpoConfig, &str, &str); 3] = [
+        (
+            PpoConfig {
+                ent_coef: 1e300,
+                ..base.clone()
+            },
+            "the gradient",
+            "ppo.ent_coef",
+        ),
+        (
+            PpoConfig {
+                learning_rate: 1e39,
+                max_grad_norm: 1e30,
+                ..base.clone()
+            },
+            "the weights",
+            "ppo.learning_rate",
+        ),
+        (
+            PpoConfig {
+                vf_coef: 1e300,
+                ..base.clone()
+            },
+            "",
+            "ppo.vf_coef",
+        ),
+    ];
+    for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
+        for (config, quantity, setting) in &cases {
+            let (mut learner, rollout) =
+                learner_and_rollout("CartPole-v1", config.clone(), backend);
+            let before = learner.state();
+            let Err(UpdateError::Diverged(d)) = learner.update(&rollout, &|| false) else {
+                panic!("{backend:?} {setting}: the update went through");
+            };
+            assert!(d.quantity.contains(quantity), "{backend:?}: {d}");
+            assert_eq!(d.suspects[0].0, *setting, "{backend:?}: {d}");
+            assert!(!d.value.is_finite() && d.update == 1, "{d}");
+            assert_eq!(learner.state(), before, "{backend:?} {setting}");
+            assert_eq!(learner.updates_done, 0);
+        }
+    }
+    // Rewards too large for float32 returns: found before any minibatch.
+    let plain = PpoConfig {
+        normalize_reward: false,
+        ..base
+    };
+    let (mut learner, mut rollout) = learner_and_rollout("CartPole-v1", plain, Backend::Host);
+    rollout.rewards.iter_mut().for_each(|r| *r = 3e38);
+    let Err(UpdateError::Diverged(d)) = learner.update(&rollout, &|| false) else {
+        panic!("huge rewards went through");
+    };
+    assert_eq!(d.stage, Stage::BeforeMinibatches, "{d}");
+    assert!(d.quantity.contains("returns"), "{d}");
+    assert_eq!(d.suspects[0].0, "ppo.normalize_reward", "{d}");
+    assert!(
+        d.to_string().contains("rewards range from 3e38 to 3e38"),
+        "{d}"
+    );
+    assert!(d.suspects[0].1.contains("rewards reach 3e38"), "{d}");
 }

@@ -21,6 +21,8 @@ pub struct LoadedConfig {
 enum Origin {
     Line(usize),
     Override(String),
+    /// A command-line option (`--seed N`).
+    Flag(String),
     Default,
 }
 
@@ -28,6 +30,7 @@ struct Source<'a> {
     path: &'a Path,
     original: Document<String>,
     overrides: Vec<(String, String, String)>, // (table, key, raw "table.key=value")
+    seed: Option<u64>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -60,6 +63,9 @@ fn key_at(doc: &Document<String>, pos: usize) -> Option<(String, String)> {
 
 impl Source<'_> {
     fn origin(&self, table: &str, key: &str) -> Origin {
+        if let (("run", "seed"), Some(seed)) = ((table, key), self.seed) {
+            return Origin::Flag(format!("--seed {seed}"));
+        }
         if let Some((_, _, raw)) = self
             .overrides
             .iter()
@@ -93,6 +99,7 @@ impl Source<'_> {
         match self.origin(table, key) {
             Origin::Line(line) => format!("{file}:{line}"),
             Origin::Override(raw) => format!("{file} (--set {raw})"),
+            Origin::Flag(flag) => format!("{file} ({flag})"),
             Origin::Default => format!("{file} (default value)"),
         }
     }
@@ -130,6 +137,15 @@ fn apply_override(doc: &mut DocumentMut, raw: &str) -> Result<(String, String), 
     Ok((table.to_string(), key.to_string()))
 }
 
+/// The value of a `table.key` of the settings, as written in a config.
+fn value_of(settings: &TrainSettings, key: &str) -> String {
+    let json = serde_json::to_value(settings).unwrap_or_default();
+    let (table, field) = key.split_once('.').unwrap_or(("", key));
+    json.get(table)
+        .and_then(|t| t.get(field))
+        .map_or("?".to_string(), |v| v.to_string())
+}
+
 /// Reads, overrides, parses and validates a config. Every error message is
 /// complete (file, line or override, key, value, what is allowed); several
 /// problems are reported together, one per line.
@@ -139,18 +155,24 @@ pub fn load(
     seed: Option<u64>,
     registry: &Registry,
 ) -> Result<LoadedConfig, String> {
-    let file = path.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {file}: {e}"))?;
-    let original = Document::parse(text).map_err(|e| {
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    load_text(path, &text, overrides, seed, registry)
+}
+
+/// [`load`] on a config's text; `path` names it in messages.
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    overrides: &[String],
+    seed: Option<u64>,
+    registry: &Registry,
+) -> Result<LoadedConfig, String> {
+    let file = path.display();
+    let original = Document::parse(text.to_string()).map_err(|e| {
         let line = e
             .span()
-            .map(|s| {
-                format!(
-                    ":{}",
-                    line_of(&std::fs::read_to_string(path).unwrap_or_default(), s.start)
-                )
-            })
+            .map(|s| format!(":{}", line_of(text, s.start)))
             .unwrap_or_default();
         format!("{file}{line}: not valid TOML: {}", e.message())
     })?;
@@ -159,6 +181,7 @@ pub fn load(
         path,
         original,
         overrides: Vec::new(),
+        seed,
     };
     for raw in overrides {
         let (table, key) = apply_override(&mut doc, raw)?;
@@ -212,10 +235,155 @@ pub fn load(
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
+    // Sizes the values imply, against what the machine has: a run that
+    // cannot fit never starts.
+    let spec = rl_runtime::spec_for(registry, &settings).map_err(|e| {
+        format!(
+            "{}: [env] id = {:?}: {e}",
+            source.locate("env", "id"),
+            settings.env.id
+        )
+    })?;
+    let problems: Vec<String> = rl_runtime::memory::check_sizes(&settings, &spec)
+        .into_iter()
+        .map(|p| {
+            let (table, key) = p.key.split_once('.').unwrap_or(("", p.key));
+            format!(
+                "{}: [{table}] {key} = {} is too large: {}",
+                source.locate(table, key),
+                value_of(&settings, p.key),
+                p.message
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
     let resolved_toml = toml::to_string(&settings)
         .map_err(|e| format!("{file}: cannot write the resolved config: {e}"))?;
     Ok(LoadedConfig {
         settings,
         resolved_toml,
     })
+}
+
+/// What loading a run's config for a resume found and will change.
+#[derive(Debug, Default)]
+pub struct ResumeNotes {
+    /// `config.toml` is to be written (rebuilt, or settings changed), once
+    /// the checkpoint to resume from is known to be usable.
+    pub rewrite: bool,
+    /// Keep the present `config.toml` as `config.toml.damaged` first.
+    pub keep_damaged: bool,
+    /// What the user should know, one line each.
+    pub messages: Vec<String>,
+}
+
+/// The config a resumed run continues with: the run's own `config.toml`
+/// (rebuilt from the settings its checkpoints carry when it is missing or
+/// damaged), with `overrides` applied. Settings the checkpoints depend on
+/// cannot change (see `TrainSettings::fixed_for_the_run`).
+pub fn load_for_resume(
+    run_dir: &rl_runtime::RunDir,
+    overrides: &[String],
+    registry: &Registry,
+) -> Result<(LoadedConfig, ResumeNotes), String> {
+    let path = run_dir.path().join("config.toml");
+    let mut notes = ResumeNotes::default();
+    let own = std::fs::read(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+            load_text(&path, &text, &[], None, registry).map(|loaded| (text, loaded))
+        });
+    let (text, original) = match own {
+        Ok(pair) => pair,
+        Err(problem) => {
+            let (settings, from) =
+                rl_runtime::resume::settings_from_checkpoints(run_dir).map_err(|e| {
+                    format!("{problem}\nthe run's settings cannot be rebuilt either: {e}")
+                })?;
+            let text = toml::to_string(&settings)
+                .map_err(|e| format!("cannot write the rebuilt config: {e}"))?;
+            let loaded = load_text(&path, &text, &[], None, registry)?;
+            notes.rewrite = true;
+            notes.keep_damaged = path.exists();
+            notes.messages.push(format!(
+                "{} could not be used ({}); rebuilt it from the settings in {}{}",
+                path.display(),
+                problem.lines().next().unwrap_or_default(),
+                from.display(),
+                if notes.keep_damaged {
+                    "; the old file is kept as config.toml.damaged"
+                } else {
+                    ""
+                }
+            ));
+            (text, loaded)
+        }
+    };
+    if overrides.is_empty() {
+        return Ok((original, notes));
+    }
+    let loaded = load_text(&path, &text, overrides, None, registry)?;
+    let fixed: Vec<String> = original
+        .settings
+        .fixed_for_the_run()
+        .into_iter()
+        .zip(loaded.settings.fixed_for_the_run())
+        .filter(|(before, after)| before.1 != after.1)
+        .map(|((key, before), (_, after))| {
+            let (table, field) = key.split_once('.').unwrap_or(("", key));
+            format!(
+                "[{table}] {field} = {after} cannot change on resume (the run's value is {before}): the run's checkpoints depend on it; start a new run with train --config to change it"
+            )
+        })
+        .collect();
+    if !fixed.is_empty() {
+        return Err(fixed.join("\n"));
+    }
+    let changed = changed_settings(&original.settings, &loaded.settings);
+    if !changed.is_empty() {
+        notes.rewrite = true;
+        notes.messages.push(format!(
+            "settings changed from here on: {}",
+            changed.join(", ")
+        ));
+    }
+    Ok((loaded, notes))
+}
+
+/// `table.key: before -> after` for every setting that differs.
+fn changed_settings(before: &TrainSettings, after: &TrainSettings) -> Vec<String> {
+    let (Ok(a), Ok(b)) = (serde_json::to_value(before), serde_json::to_value(after)) else {
+        return Vec::new();
+    };
+    let mut changed = Vec::new();
+    for (table, fields) in b.as_object().into_iter().flatten() {
+        for (field, value) in fields.as_object().into_iter().flatten() {
+            let old = a.get(table).and_then(|t| t.get(field));
+            if old != Some(value) {
+                let old = old.map_or("(unset)".to_string(), |v| v.to_string());
+                changed.push(format!("{table}.{field}: {old} -> {value}"));
+            }
+        }
+    }
+    changed
+}
+
+/// Writes a resumed run's `config.toml`, keeping a damaged one aside when
+/// `notes` say so.
+pub fn replace_run_config(
+    run_dir: &rl_runtime::RunDir,
+    text: &str,
+    notes: &ResumeNotes,
+) -> Result<(), String> {
+    let path = run_dir.path().join("config.toml");
+    if notes.keep_damaged {
+        let kept = run_dir.path().join("config.toml.damaged");
+        std::fs::rename(&path, &kept)
+            .map_err(|e| format!("cannot keep {} as {}: {e}", path.display(), kept.display()))?;
+    }
+    run_dir.write_config(text).map_err(|e| e.to_string())
 }

@@ -36,6 +36,10 @@ pub struct CurvesArgs {
     pub snapshot: Option<String>,
 }
 
+/// The most of a CSV file `curves` reads (its end): a frame takes bounded
+/// time and memory whatever the size of the run's files.
+const MAX_CSV_BYTES: u64 = 32 << 20;
+
 const COLORS: [Color; 6] = [
     Color::Cyan,
     Color::Yellow,
@@ -96,7 +100,9 @@ fn read_config(dir: &Path) -> (String, String, Option<f64>) {
 impl RunView {
     fn load(dir: &Path) -> RunView {
         let (env_id, summary, total_steps) = read_config(dir);
-        let read = |f: &str| rl_metrics::csv::read_table(&dir.join(f)).unwrap_or_default();
+        let read = |f: &str| {
+            rl_metrics::csv::read_table_tail(&dir.join(f), MAX_CSV_BYTES).unwrap_or_default()
+        };
         RunView {
             dir: dir.to_path_buf(),
             name: dir.file_name().map_or(dir.display().to_string(), |n| {
@@ -125,13 +131,24 @@ impl RunView {
         }
     }
 
-    /// `(x, y)` points of a CSV's column against env steps or time.
-    fn points(table: &CsvTable, y: &str, by_time: bool) -> Vec<(f64, f64)> {
+    /// `(x, y)` points of a CSV's column against env steps or time (rows
+    /// with a missing value have none), and how many rows hold numbers that
+    /// cannot be drawn (beyond [`rl_metrics::plot::DRAWABLE`], negative
+    /// steps).
+    fn points(table: &CsvTable, y: &str, by_time: bool) -> (Vec<(f64, f64)>, usize) {
         let xs = table.values(if by_time { "time_s" } else { "env_steps" });
-        xs.into_iter()
+        let mut skipped = 0;
+        let drawn = xs
+            .into_iter()
             .zip(table.values(y))
             .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect()
+            .filter(|(x, y)| {
+                let ok = rl_metrics::plot::drawable(*x, *y);
+                skipped += usize::from(!ok);
+                ok
+            })
+            .collect();
+        (drawn, skipped)
     }
 
     fn last(table: &CsvTable, column: &str) -> Option<f64> {
@@ -187,7 +204,27 @@ fn draw(frame: &mut Frame, runs: &[RunView], by_time: bool) {
 /// One line of the chart: its legend name, points and style.
 type Series = (String, Vec<(f64, f64)>, Style);
 
+/// The most points a line of the chart draws: longer series are thinned
+/// evenly (the last point always kept), so a frame takes the same time
+/// whatever the length of the run.
+const MAX_POINTS: usize = 4096;
+
+fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let stride = points.len().div_ceil(MAX_POINTS);
+    let last = points.len() - 1;
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % stride == 0 || *i == last)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 fn draw_chart(frame: &mut Frame, area: Rect, runs: &[RunView], by_time: bool) {
+    let mut skipped = 0;
     let series: Vec<Series> = runs
         .iter()
         .enumerate()
@@ -198,15 +235,18 @@ fn draw_chart(frame: &mut Frame, area: Rect, runs: &[RunView], by_time: bool) {
             } else {
                 String::new()
             };
+            let (eval, eval_skipped) = RunView::points(&r.eval, "return_mean", by_time);
+            let (train, train_skipped) = RunView::points(&r.train, "episode_return_mean", by_time);
+            skipped += eval_skipped + train_skipped;
             [
                 (
                     format!("{tag}eval return"),
-                    RunView::points(&r.eval, "return_mean", by_time),
+                    thin(eval),
                     Style::default().fg(color).add_modifier(Modifier::BOLD),
                 ),
                 (
                     format!("{tag}train episode return"),
-                    RunView::points(&r.train, "episode_return_mean", by_time),
+                    thin(train),
                     Style::default().fg(color).add_modifier(Modifier::DIM),
                 ),
             ]
@@ -221,7 +261,7 @@ fn draw_chart(frame: &mut Frame, area: Rect, runs: &[RunView], by_time: bool) {
     }
     if !by_time {
         for r in runs {
-            if let Some(total) = r.total_steps {
+            if let Some(total) = r.total_steps.filter(|t| *t <= rl_metrics::plot::DRAWABLE) {
                 x_hi = x_hi.max(total);
             }
         }
@@ -245,13 +285,26 @@ fn draw_chart(frame: &mut Frame, area: Rect, runs: &[RunView], by_time: bool) {
     let waiting = runs
         .iter()
         .all(|r| r.train.rows.is_empty() && r.eval.rows.is_empty());
-    let title = if waiting {
+    let mut title = if waiting {
         " waiting for the first rows of train.csv and eval.csv ".to_string()
     } else {
         let mut ids: Vec<&str> = runs.iter().map(|r| r.env_id.as_str()).collect();
         ids.dedup();
         format!(" {} ", ids.join(", "))
     };
+    if skipped > 0 {
+        title += &format!("({skipped} rows not drawn: beyond +-1e15 or negative steps) ");
+    }
+    let unread: u64 = runs
+        .iter()
+        .map(|r| r.train.unread_bytes + r.eval.unread_bytes)
+        .sum();
+    if unread > 0 {
+        title += &format!(
+            "(the oldest {} MB of CSV not read) ",
+            unread.div_ceil(1 << 20)
+        );
+    }
     let chart = Chart::new(datasets)
         .block(Block::default().borders(Borders::ALL).title(title))
         .x_axis(

@@ -11,7 +11,8 @@ use clap::Parser;
 use rl_env::rng::derive_seed;
 use rl_env::{Action, Env, Registry, Space};
 use rl_policy::{ActionHead, ObsNormalizer, Policy, PolicySpec};
-use rl_runtime::checkpoint::{policy_from_metadata, policy_weights, Checkpoint, CHECKPOINT_FORMAT};
+use rl_runtime::checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+use rl_runtime::policy_file::decode_policy;
 use rl_runtime::safetensors::SafeTensors;
 
 use crate::train::exit;
@@ -23,9 +24,13 @@ pub struct EvaluateArgs {
     /// A policy file (policy.safetensors, best_policy.safetensors) or a
     /// checkpoint (checkpoints/*.safetensors).
     pub file: PathBuf,
-    /// Episodes to play.
+    /// Episodes to play (at most 1000000).
     #[arg(long, default_value_t = 10)]
     pub episodes: usize,
+    /// Steps after which an episode is cut short (for an env without a
+    /// time limit of its own; at most 100000000).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_episode_steps: u64,
     /// Base seed: episode k is reset with a seed derived from it and k.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -48,35 +53,38 @@ pub struct LoadedPolicy {
     pub policy: Policy,
     pub obs_norm: Option<ObsNormalizer>,
     pub env_id: String,
+    /// Whether a checksum vouched for the file (every checkpoint, and policy
+    /// files from the version that added their checksum on).
+    pub verified: bool,
 }
+
+/// The most episodes `evaluate` plays.
+pub const MAX_EPISODES: usize = 1_000_000;
+/// The longest episode `evaluate` lets run.
+pub const MAX_EPISODE_STEPS: u64 = 100_000_000;
 
 /// Reads a policy file or a checkpoint, with every check of either.
 pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
     let name = file.display();
     let bytes = std::fs::read(file).map_err(|e| format!("{name}: {e}"))?;
     let st = SafeTensors::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
-    let (spec, env_id, weights, obs_norm) = if st.metadata.get("format").map(String::as_str)
-        == Some(CHECKPOINT_FORMAT)
-    {
-        let c = Checkpoint::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
-        let obs_norm = c
-            .learner
-            .obs_norm
-            .zip(c.obs_norm_clip)
-            .map(|(stats, clip)| ObsNormalizer { stats, clip });
-        (c.spec, c.env_id, c.learner.weights, obs_norm)
-    } else {
-        let format = st.meta("format").map_err(|e| format!("{name}: {e}"))?;
-        if format != "ferrorl-policy-v1" {
-            return Err(format!(
-                "{name}: format {format:?} is neither a policy file (ferrorl-policy-v1) nor a checkpoint ({CHECKPOINT_FORMAT})"
-            ));
-        }
-        let (spec, env_id, clip) = policy_from_metadata(&st).map_err(|e| format!("{name}: {e}"))?;
-        let (weights, obs_norm) =
-            policy_weights(&st, &spec, clip).map_err(|e| format!("{name}: {e}"))?;
-        (spec, env_id, weights, obs_norm)
-    };
+    let (spec, env_id, weights, obs_norm, verified) =
+        if st.metadata.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT) {
+            let c = Checkpoint::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
+            let obs_norm = c
+                .learner
+                .obs_norm
+                .zip(c.obs_norm_clip)
+                .map(|(stats, clip)| ObsNormalizer { stats, clip });
+            (c.spec, c.env_id, c.learner.weights, obs_norm, true)
+        } else {
+            let p = decode_policy(&bytes).map_err(|e| {
+                format!(
+                "{name}: {e} (a policy file or a checkpoint ({CHECKPOINT_FORMAT}) was expected)"
+            )
+            })?;
+            (p.spec, p.env_id, p.weights, p.obs_norm, p.verified)
+        };
     let mut policy = Policy::new(spec).map_err(|e| format!("{name}: {e}"))?;
     policy
         .set_weights(&weights)
@@ -85,6 +93,7 @@ pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
         policy,
         obs_norm,
         env_id,
+        verified,
     })
 }
 
@@ -160,10 +169,25 @@ pub fn render(env_id: &str, state: &[f64]) -> Option<String> {
 fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
     let failed = |m: String| (exit::FAILED, m);
     let usage = |m: String| (exit::USAGE, m);
-    if args.episodes == 0 {
-        return Err(usage("--episodes 0: expected at least 1".into()));
+    if !(1..=MAX_EPISODES).contains(&args.episodes) {
+        return Err(usage(format!(
+            "--episodes {}: expected 1 to {MAX_EPISODES}",
+            args.episodes
+        )));
+    }
+    if !(1..=MAX_EPISODE_STEPS).contains(&args.max_episode_steps) {
+        return Err(usage(format!(
+            "--max-episode-steps {}: expected 1 to {MAX_EPISODE_STEPS}",
+            args.max_episode_steps
+        )));
     }
     let mut loaded = load_policy(&args.file).map_err(usage)?;
+    if !loaded.verified {
+        errln!(
+            "evaluate: {}: written before policy files had a checksum; it cannot be checked for damage",
+            args.file.display()
+        );
+    }
     let env_id = args.env.clone().unwrap_or(loaded.env_id.clone());
     let mut env = registry.make(&env_id).map_err(|e| usage(e.to_string()))?;
     check_spaces(loaded.policy.spec(), &env_id, &env).map_err(usage)?;
@@ -221,7 +245,7 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
         let mut obs = env
             .reset(Some(derive_seed(args.seed, k as u64)))
             .map_err(|e| failed(e.to_string()))?;
-        let (mut total, mut steps) = (0.0, 0u32);
+        let (mut total, mut steps) = (0.0, 0u64);
         loop {
             if args.render {
                 if let Some(picture) = env.state().and_then(|s| render(&env_id, &s)) {
@@ -250,11 +274,14 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
             total += step.reward;
             steps += 1;
             obs = step.obs;
-            if step.terminated || step.truncated {
+            let cut = steps >= args.max_episode_steps;
+            if step.terminated || step.truncated || cut {
                 let how = if step.terminated {
                     "terminated"
-                } else {
+                } else if step.truncated {
                     "truncated"
+                } else {
+                    "cut at --max-episode-steps"
                 };
                 outln!("episode {k}: return {total:.2} ({steps} steps, {how})");
                 break;

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,17 +13,22 @@ use rl_algo::ppo::UpdateStats;
 use rl_env::Registry;
 use rl_runtime::{
     prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,
-    EvalResult, Observer, Progress, RunDir, RunLock, TrainSummary,
+    EvalResult, Observer, Progress, Requests, RunDir, RunLock, RuntimeError, TrainSummary,
 };
 
 use crate::config;
 
-/// Exit codes of `train`.
+/// Exit codes of `train`: a run stopped by a signal exits 128 + the
+/// signal's number, as a shell reports a process killed by it.
 pub mod exit {
     pub const DONE: u8 = 0;
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
+    /// SIGHUP (the terminal went away).
+    pub const HUNG_UP: u8 = 129;
+    /// SIGINT (Ctrl-C).
     pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM (`kill`, `timeout`, systemd, Slurm).
     pub const TERMINATED: u8 = 143;
 }
 
@@ -36,8 +41,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Continues the run in RUN_DIR from its newest valid checkpoint, with
-    /// the run's own config.toml.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "seed", "overrides"])]
+    /// the run's own config.toml; --set changes settings from there on
+    /// (all but those the checkpoints depend on: env, network, num_steps,
+    /// normalisation, workers, seed).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "seed"])]
     pub resume: Option<PathBuf>,
     /// Where to write the run (default: runs/<config name>-<UTC start time>).
     #[arg(long, value_name = "DIR")]
@@ -182,41 +189,40 @@ pub fn train_main(registry: &Registry) -> ExitCode {
 
 /// Runs `train` with parsed arguments; returns the exit code.
 pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
-    let (config_path, overrides, seed) = match (&args.config, &args.resume) {
-        (Some(config), _) => (config.clone(), args.overrides.as_slice(), args.seed),
-        (None, Some(run)) => (run.join("config.toml"), &[][..], None),
-        (None, None) => {
-            errln!("train: give --config FILE or --resume RUN_DIR");
-            return exit::USAGE;
-        }
-    };
-    let loaded = match config::load(&config_path, overrides, seed, registry) {
-        Ok(loaded) => loaded,
-        Err(message) => {
-            errln!("train: {}", message.replace('\n', "\ntrain: "));
-            return exit::USAGE;
-        }
-    };
-    let run_dir = match &args.resume {
-        Some(run) => match RunDir::existing(run) {
-            Ok(dir) => dir,
-            Err(e) => {
-                errln!("train: cannot resume: {e}");
-                return exit::USAGE;
-            }
-        },
-        None => {
+    let (loaded, run_dir, resume_notes) = match (&args.config, &args.resume) {
+        (Some(config_path), _) => {
+            let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
+                Ok(loaded) => loaded,
+                Err(message) => return usage_error(&message),
+            };
             let run_path = args
                 .run_dir
                 .clone()
-                .unwrap_or_else(|| default_run_dir(&config_path));
+                .unwrap_or_else(|| default_run_dir(config_path));
             match RunDir::create(&run_path) {
-                Ok(dir) => dir,
+                Ok(dir) => (loaded, dir, None),
                 Err(e) => {
                     errln!("train: cannot create the run directory: {e}");
                     return exit::USAGE;
                 }
             }
+        }
+        (None, Some(run)) => {
+            let run_dir = match RunDir::existing(run) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    errln!("train: cannot resume: {e}");
+                    return exit::USAGE;
+                }
+            };
+            match config::load_for_resume(&run_dir, &args.overrides, registry) {
+                Ok((loaded, notes)) => (loaded, run_dir, Some(notes)),
+                Err(message) => return usage_error(&message),
+            }
+        }
+        (None, None) => {
+            errln!("train: give --config FILE or --resume RUN_DIR");
+            return exit::USAGE;
         }
     };
     outln!("{}", run_dir.path().display());
@@ -227,7 +233,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    let resume = match &args.resume {
+    let resume = match resume_notes {
         None => {
             if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
                 errln!("train: {e}");
@@ -235,25 +241,44 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             }
             None
         }
-        Some(_) => match prepare_resume(registry, &loaded.settings, &run_dir) {
+        Some(notes) => match prepare_resume(registry, &loaded.settings, &run_dir) {
             Ok(plan) => {
                 for r in &plan.rejected {
                     errln!("train: skipping {}: {}", r.path.display(), r.reason);
                 }
+                for repair in &plan.repairs {
+                    errln!("train: {repair}");
+                }
                 let c = &plan.from.checkpoint;
                 if plan.complete {
                     outln!(
-                        "the run is complete ({} updates, {} env steps); nothing to resume",
+                        "the run is complete ({} updates, {} env steps); nothing to resume (raise [ppo] total_timesteps with --set to train on)",
                         c.learner.updates_done,
                         c.env_steps
                     );
                     return exit::DONE;
                 }
+                // The config the run continues with, once the checkpoint is
+                // known to be usable (a damaged one was kept aside).
+                if notes.rewrite {
+                    if let Err(e) =
+                        config::replace_run_config(&run_dir, &loaded.resolved_toml, &notes)
+                    {
+                        errln!("train: {e}");
+                        return exit::FAILED;
+                    }
+                }
+                for note in &notes.messages {
+                    errln!("train: {note}");
+                }
                 outln!(
                     "resuming from {} ({} of {} updates, {} env steps){}",
                     plan.from.path.display(),
                     c.learner.updates_done,
-                    c.num_updates,
+                    loaded
+                        .settings
+                        .ppo
+                        .num_updates(loaded.settings.env.num_envs),
                     c.env_steps,
                     match plan.dropped_rows {
                         (0, 0) => String::new(),
@@ -269,14 +294,15 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
         },
     };
 
-    // First Ctrl-C (or SIGTERM): finish the current update, save, exit 130
-    // (143). A second one exits at once.
-    let signals = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let terminated = Arc::new(AtomicBool::new(false));
+    // SIGINT, SIGTERM, SIGHUP: abandon the update in progress, save the
+    // state after the last one, exit 128 + the signal. A second one exits
+    // at once. SIGUSR1: write a checkpoint now.
+    let requests = Arc::new(Requests::default());
+    let first_signal = Arc::new(AtomicI32::new(0));
     let multi_process = loaded.settings.run.num_workers > 0;
-    if let Err(e) = install_signal_handlers(multi_process, &signals, &stop, &terminated) {
-        errln!("train: cannot install the signal handler: {e}");
+    if let Err(e) = install_signal_handlers(multi_process, &requests, &first_signal, run_dir.path())
+    {
+        errln!("train: cannot install the signal handlers: {e}");
         return exit::FAILED;
     }
 
@@ -291,7 +317,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             &loaded.settings,
             &run_dir,
             resume.as_ref(),
-            &signals,
+            &requests,
             &mut status,
         )
     } else {
@@ -300,7 +326,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             &loaded.settings,
             &run_dir,
             resume.as_ref(),
-            &stop,
+            &requests,
             &mut status,
         )
     };
@@ -314,35 +340,66 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                     format!("last eval return {:.2}", e.mean())
                 });
             let faults = faults_note(&summary);
-            match summary.ending {
-                Ending::Completed => {
+            match (summary.ending, &summary.policy_file) {
+                (Ending::Completed, Some(policy)) => {
                     outln!(
                         "done: {} env steps, {} updates, {eval}{faults}; policy in {}",
                         summary.env_steps,
                         summary.updates,
-                        run_dir.path().join(rl_runtime::POLICY_FILE).display()
+                        policy.display()
                     );
                     exit::DONE
                 }
-                Ending::Interrupted => {
-                    outln!(
-                        "interrupted after {} env steps ({} updates){faults}; weights saved in {}",
-                        summary.env_steps,
-                        summary.updates,
-                        run_dir.path().join(rl_runtime::POLICY_FILE).display()
-                    );
-                    if terminated.load(Ordering::SeqCst) {
-                        exit::TERMINATED
-                    } else {
-                        exit::INTERRUPTED
+                (Ending::Completed, None) => {
+                    errln!("train: the run ended without writing its policy file");
+                    exit::FAILED
+                }
+                (Ending::Interrupted, saved) => {
+                    match saved {
+                        Some(policy) => outln!(
+                            "interrupted after {} env steps ({} updates){faults}; weights saved in {}{}",
+                            summary.env_steps,
+                            summary.updates,
+                            policy.display(),
+                            summary
+                                .checkpoint
+                                .as_ref()
+                                .map_or(String::new(), |c| format!(", state in {}", c.display()))
+                        ),
+                        None => outln!(
+                            "stopped at once after {} env steps ({} updates){faults}: nothing was saved at the stop; {}",
+                            summary.env_steps,
+                            summary.updates,
+                            rl_runtime::checkpoint::newest_checkpoint_note(run_dir.path())
+                        ),
                     }
+                    signal_exit_code(first_signal.load(Ordering::SeqCst))
                 }
             }
+        }
+        Err(RuntimeError::Diverged(message)) => {
+            errln!("train: {message}");
+            exit::FAILED
         }
         Err(e) => {
             errln!("train: training failed: {e}");
             exit::FAILED
         }
+    }
+}
+
+/// Prints a usage or config error (every line prefixed) and gives its code.
+fn usage_error(message: &str) -> u8 {
+    errln!("train: {}", message.replace('\n', "\ntrain: "));
+    exit::USAGE
+}
+
+/// The exit code of a run stopped by `signal` (128 + its number).
+fn signal_exit_code(signal: i32) -> u8 {
+    match signal {
+        signal_hook::consts::SIGHUP => exit::HUNG_UP,
+        signal_hook::consts::SIGTERM => exit::TERMINATED,
+        _ => exit::INTERRUPTED,
     }
 }
 
@@ -364,34 +421,47 @@ fn faults_note(summary: &TrainSummary) -> String {
     note
 }
 
-/// Counts SIGINT and SIGTERM in `signals` and records SIGTERM in
-/// `terminated`. A single-process run also sets `stop`, and exits at once
-/// on the second signal; the supervisor of a multi-process run reads the
-/// count itself, so that it can kill and reap its processes before exiting.
+/// Counts stop signals (SIGINT, SIGTERM, SIGHUP) and checkpoint requests
+/// (SIGUSR1) in `requests`, and remembers the first stop signal. In a
+/// single-process run a second stop signal exits at once, saying so; the
+/// supervisor of a multi-process run reads the count itself, so that it
+/// can kill and reap its processes before exiting.
 fn install_signal_handlers(
     multi_process: bool,
-    signals: &Arc<AtomicUsize>,
-    stop: &Arc<AtomicBool>,
-    terminated: &Arc<AtomicBool>,
+    requests: &Arc<Requests>,
+    first_signal: &Arc<AtomicI32>,
+    run_dir: &Path,
 ) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for (signal, code) in [
-        (SIGINT, i32::from(exit::INTERRUPTED)),
-        (SIGTERM, i32::from(exit::TERMINATED)),
-    ] {
-        let count = Arc::clone(signals);
-        // SAFETY: the handler only increments an atomic counter, which is
-        // async-signal-safe.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let message: Arc<[u8]> = format!(
+        "\ntrain: second interrupt: exiting at once, without saving the updates since the last checkpoint (train --resume {} continues from it)\n",
+        run_dir.display()
+    )
+    .into_bytes()
+    .into();
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let requests = Arc::clone(requests);
+        let first = Arc::clone(first_signal);
+        let message = Arc::clone(&message);
+        // SAFETY: the handler touches only atomics and makes only
+        // async-signal-safe calls (write, _exit).
         unsafe {
             signal_hook::low_level::register(signal, move || {
-                count.fetch_add(1, Ordering::SeqCst);
+                let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                let before = requests.stops.fetch_add(1, Ordering::SeqCst);
+                if !multi_process && before >= 1 {
+                    libc::write(2, message.as_ptr().cast(), message.len());
+                    libc::_exit(i32::from(signal_exit_code(first.load(Ordering::SeqCst))));
+                }
             })?;
         }
-        if !multi_process {
-            signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(stop))?;
-            signal_hook::flag::register(signal, Arc::clone(stop))?;
-        }
     }
-    signal_hook::flag::register(SIGTERM, Arc::clone(terminated))?;
+    let requests = Arc::clone(requests);
+    // SAFETY: the handler only increments an atomic counter.
+    unsafe {
+        signal_hook::low_level::register(SIGUSR1, move || {
+            requests.checkpoints.fetch_add(1, Ordering::SeqCst);
+        })?;
+    }
     Ok(())
 }

@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Run, Scratch, TRAIN};
-use rl_runtime::checkpoint::{seal, Checkpoint};
+use rl_runtime::checkpoint::Checkpoint;
+use rl_runtime::safetensors::seal;
 
 const EVALUATE: &str = env!("CARGO_BIN_EXE_evaluate");
 const CURVES: &str = env!("CARGO_BIN_EXE_curves");
@@ -227,7 +228,7 @@ fn damaged_checkpoints_are_named_and_resume_falls_back_to_the_newest_valid_one()
         b[i] ^= 0x04;
     });
     edit(25, &|b| {
-        replace_once(b, "ferrorl-checkpoint-v1", "ferrorl-checkpoint-v7");
+        replace_once(b, "ferrorl-checkpoint-v2", "ferrorl-checkpoint-v7");
         seal(b);
     });
     edit(20, &|b| {

@@ -77,6 +77,9 @@ pub enum SupervisorToLearner {
     /// The evaluator found weights `version` the best so far: save the
     /// learner's state at that version as the best checkpoint.
     SaveBest { version: u64 },
+    /// Write a checkpoint of the state after the last update now (SIGUSR1);
+    /// answered with `Saved`.
+    Checkpoint,
 }
 
 /// Learner -> supervisor.
@@ -84,6 +87,12 @@ pub enum SupervisorToLearner {
 pub enum LearnerToSupervisor {
     /// Set up and waiting for workers.
     Ready,
+    /// Still making progress (waiting for workers, or between minibatches
+    /// of a long update); at most one a second. Silence past `[run]
+    /// learner_timeout_s` means the learner is stuck.
+    Heartbeat,
+    /// A checkpoint asked for with `Checkpoint` is written and synced.
+    Saved { path: String },
     /// One update done.
     Updated(UpdateReport),
     /// This worker process broke the protocol, went silent past its deadline
@@ -101,6 +110,9 @@ pub enum LearnerToSupervisor {
     Warning { message: String },
     /// Something the learner cannot recover from.
     Failed { message: String },
+    /// An update went non-finite: the learner saved its last finite state
+    /// (the message says where) and exits; the run ends with an error.
+    Diverged { message: String },
 }
 
 /// Supervisor -> evaluator.
@@ -117,6 +129,11 @@ pub enum SupervisorToEvaluator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EvaluatorToSupervisor {
     Ready,
+    /// An evaluation of weights `version` begins (its deadline is `[eval]
+    /// timeout_s`).
+    Started {
+        version: u64,
+    },
     /// One evaluation, already appended to `eval.csv`.
     Evaluated(EvalReport),
     Done,
@@ -130,6 +147,9 @@ pub enum EvaluatorToSupervisor {
 pub enum WorkerToSupervisor {
     /// The worker cannot go on (an env error, say); it exits after this.
     Failed { message: String },
+    /// The weights it was given compute non-finite numbers from finite
+    /// observations: the learner's fault, so no replacement would help.
+    Diverged { message: String },
 }
 
 /// What one update reports.
@@ -171,12 +191,17 @@ pub struct EvalReport {
     pub new_best: bool,
 }
 
-/// How far a learner got.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// How far a learner got, and what it saved at the end (sent only once
+/// the files are written and synced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub env_steps: u64,
     pub updates: u64,
     pub rejected_messages: u64,
+    /// The policy file.
+    pub policy_file: String,
+    /// The checkpoint written at the end (final, or the stop's).
+    pub checkpoint: Option<String>,
 }
 
 /// Non-finite numbers as `null` (JSON has no NaN), and back as NaN.

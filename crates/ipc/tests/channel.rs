@@ -50,6 +50,8 @@ fn control_messages_arrive_whole_with_their_descriptors() {
             env_steps: 1,
             updates: 2,
             rejected_messages: 3,
+            policy_file: "run/policy.safetensors".into(),
+            checkpoint: None,
         }),
         &[],
     )

@@ -12,6 +12,9 @@ pub struct Table {
     pub rows: Vec<Vec<f64>>,
     /// Complete lines that were not rows of numbers matching the header.
     pub skipped: usize,
+    /// Bytes at the start of the file that were not read (see
+    /// [`read_table_tail`]).
+    pub unread_bytes: u64,
 }
 
 impl Table {
@@ -70,53 +73,94 @@ pub fn read_table(path: &Path) -> io::Result<Table> {
     Ok(parse_table(&std::fs::read_to_string(path)?))
 }
 
-/// Keeps the header and the complete rows whose `column` is at most
-/// `max_value`, dropping later rows and any partial line: what resuming
-/// from a checkpoint does to the curves, so that they continue without a
-/// gap or a duplicate. Returns how many rows were dropped. The file is
-/// replaced atomically.
-pub fn truncate_after(path: &Path, column: &str, max_value: f64) -> io::Result<usize> {
-    let text = std::fs::read_to_string(path)?;
-    let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-    let Some(header) = lines.next() else {
-        return Ok(0);
+/// Reads the header and at most the last `max_bytes` of a run's CSV file:
+/// the newest rows of a file of any size, in bounded time and memory.
+/// `unread_bytes` says how much of the file's start was left out.
+pub fn read_table_tail(path: &Path, max_bytes: u64) -> io::Result<Table> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len <= max_bytes {
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        return Ok(parse_table(&text));
+    }
+    // The header: the first line, if it is of a sane length.
+    let mut head = Vec::new();
+    (&mut file).take(64 * 1024).read_to_end(&mut head)?;
+    let Some(end) = head.iter().position(|b| *b == b'\n') else {
+        return Ok(Table::default());
     };
+    let header = String::from_utf8_lossy(&head[..=end]).into_owned();
+    let start = len - max_bytes;
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(max_bytes).read_to_end(&mut tail)?;
+    // The first line of the tail is most likely cut: it starts after it.
+    let from = tail
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(tail.len(), |i| i + 1);
+    let mut table = parse_table(&(header + &String::from_utf8_lossy(&tail[from..])));
+    table.unread_bytes = start + from as u64;
+    Ok(table)
+}
+
+/// Keeps the header and the complete rows whose `column` is at most
+/// `max_value`, dropping later rows, unreadable lines and any partial last
+/// line: what resuming from a checkpoint does to the curves, so that they
+/// continue without a gap or a duplicate. Returns the text to write back
+/// and how many rows were dropped (after the value, unreadable). The header
+/// must be `header`.
+pub fn cut_after(
+    text: &str,
+    header: &str,
+    column: &str,
+    max_value: f64,
+) -> Result<(String, usize, usize), String> {
+    let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+    let first = lines.next().unwrap_or_default();
+    if first.trim_end() != header {
+        return Err(format!(
+            "its first line is not the header {header:?} (found {:?})",
+            first.trim_end().chars().take(120).collect::<String>()
+        ));
+    }
     let index = header
-        .trim_end()
         .split(',')
         .position(|h| h == column)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: no column {column}", path.display()),
-            )
-        })?;
-    let mut kept = String::from(header);
-    let mut dropped = 0;
+        .ok_or_else(|| format!("no column {column}"))?;
+    let width = header.split(',').count();
+    let mut kept = String::from(first);
+    let (mut later, mut unreadable) = (0, 0);
     for line in lines {
-        let value = line
-            .trim_end()
-            .split(',')
-            .nth(index)
-            .and_then(|v| v.parse::<f64>().ok());
-        match value {
-            Some(v) if v <= max_value => kept.push_str(line),
-            _ => dropped += 1,
+        let cells: Vec<&str> = line.trim_end().split(',').collect();
+        let numeric = cells.len() == width
+            && cells
+                .iter()
+                .all(|c| c.is_empty() || c.parse::<f64>().is_ok());
+        match cells.get(index).and_then(|v| v.parse::<f64>().ok()) {
+            Some(v) if numeric && v <= max_value => kept.push_str(line),
+            Some(_) if numeric => later += 1,
+            _ => unreadable += 1,
         }
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, kept)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(dropped)
+    Ok((kept, later, unreadable))
+}
+
+/// Whether `line` is a row of `width` numbers (or empty cells): what a run
+/// writes after its header.
+pub fn is_row(line: &str, width: usize) -> bool {
+    let cells: Vec<&str> = line.trim_end().split(',').collect();
+    cells.len() == width
+        && cells.iter().any(|c| !c.is_empty())
+        && cells
+            .iter()
+            .all(|c| c.is_empty() || c.parse::<f64>().is_ok())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -138,17 +182,40 @@ mod tests {
     }
 
     #[test]
-    fn truncation_keeps_rows_up_to_a_value() {
-        let dir = std::env::temp_dir().join(format!("rl-csv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_default();
+    fn cutting_keeps_rows_up_to_a_value_and_names_a_wrong_header() {
+        let text = "t,updates\n0.1,1\n0.2,2\ngarbage\n0.3,3\n0.4,4\n0.5,";
+        let (kept, later, unreadable) = cut_after(text, "t,updates", "updates", 2.0).unwrap();
+        assert_eq!(kept, "t,updates\n0.1,1\n0.2,2\n");
+        assert_eq!((later, unreadable), (2, 1));
+        let err = cut_after("0.1,1\n", "t,updates", "updates", 2.0).unwrap_err();
+        assert!(err.contains("not the header"), "{err}");
+        assert!(cut_after(text, "t,updates", "missing", 1.0).is_err());
+        assert!(is_row("0.1,1\n", 2) && is_row("0.1,\n", 2));
+        assert!(!is_row("t,updates\n", 2) && !is_row(",\n", 2) && !is_row("1,2,3\n", 2));
+    }
+
+    #[test]
+    fn the_tail_of_a_large_file_is_read_with_its_header() {
+        let dir = std::env::temp_dir().join(format!("rl-csv-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("train.csv");
-        std::fs::write(&path, "t,updates\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n0.5,").unwrap_or_default();
-        assert_eq!(truncate_after(&path, "updates", 2.0).ok(), Some(2));
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap_or_default(),
-            "t,updates\n0.1,1\n0.2,2\n"
+        let mut text = String::from("a,b\n");
+        for i in 0..1000 {
+            text += &format!("{i},{}\n", i * 2);
+        }
+        std::fs::write(&path, &text).unwrap();
+        let whole = read_table_tail(&path, 1 << 20).unwrap();
+        assert_eq!((whole.rows.len(), whole.unread_bytes), (1000, 0));
+        let tail = read_table_tail(&path, 100).unwrap();
+        assert_eq!(tail.header, ["a", "b"]);
+        assert!(
+            !tail.rows.is_empty() && tail.rows.len() < 20,
+            "{}",
+            tail.rows.len()
         );
-        assert!(truncate_after(&path, "missing", 1.0).is_err());
+        assert_eq!(tail.rows.last().unwrap(), &[999.0, 1998.0]);
+        assert_eq!(tail.skipped, 0, "the cut line is not read as a row");
+        assert!(tail.unread_bytes > text.len() as u64 - 100);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

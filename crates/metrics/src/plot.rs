@@ -20,6 +20,17 @@ const GRID: Rgb = [225, 225, 225];
 const LINE: Rgb = [31, 119, 180];
 const BAND: Rgb = [190, 215, 238];
 
+/// The largest magnitude a drawn value may have: beyond it (or below 0 for
+/// env steps), points are left out and the picture says how many, so that
+/// pixel arithmetic stays exact and bounded whatever a CSV holds.
+pub const DRAWABLE: f64 = 1e15;
+
+/// Whether a point `(x, y)` of a learning curve can be drawn (see
+/// [`DRAWABLE`]).
+pub fn drawable(x: f64, y: f64) -> bool {
+    (0.0..=DRAWABLE).contains(&x) && y.is_finite() && y.abs() <= DRAWABLE
+}
+
 /// One curve: at each `x`, the mean and the min and max of an evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Curve {
@@ -152,11 +163,12 @@ pub fn curve_png(title: &str, curve: &Curve) -> io::Result<Vec<u8>> {
     let (py0, py1) = (TOP as f64, (HEIGHT - BOTTOM) as f64);
     let points: Vec<usize> = (0..curve.x.len())
         .filter(|&i| {
-            [curve.x[i], curve.mean[i], curve.min[i], curve.max[i]]
+            [curve.mean[i], curve.min[i], curve.max[i]]
                 .iter()
-                .all(|v| v.is_finite())
+                .all(|y| drawable(curve.x[i], *y))
         })
         .collect();
+    let skipped = curve.x.len() - points.len();
     let x_max = points.iter().map(|&i| curve.x[i]).fold(1.0, f64::max);
     let (mut y_lo, mut y_hi) = points
         .iter()
@@ -273,6 +285,10 @@ pub fn curve_png(title: &str, curve: &Curve) -> io::Result<Vec<u8>> {
         LINE,
     );
     c.text(mean_x + 40, ly, "eval mean", 2, BLACK);
+    if skipped > 0 {
+        let note = format!("{skipped} points not drawn (beyond +-1e15 or not numbers)");
+        c.text(px0 as i64 + 10, py0 as i64 + 10, &note, 1, BLACK);
+    }
     if points.is_empty() {
         c.text(
             ((px0 + px1) / 2.0) as i64 - Canvas::text_width("no evaluation yet", 2) / 2,
@@ -323,5 +339,19 @@ mod tests {
         assert!(count(BLACK) > 2000, "text and axes are drawn");
         // An empty curve still gives an image (saying so).
         assert!(curve_png("empty", &Curve::default()).is_ok());
+    }
+
+    #[test]
+    fn extreme_values_are_left_out_and_the_picture_is_drawn_at_once() {
+        let curve = Curve {
+            x: vec![-1e300, 0.0, 1e300, f64::MAX, 10.0, 20.0],
+            mean: vec![1.0, -f64::MAX, 5.0, 1.0, 2.0, 3.0],
+            min: vec![1.0, -f64::MAX, 5.0, 1.0, 1.0, f64::NAN],
+            max: vec![1.0, f64::MAX, 5.0, 1.0, 3.0, 4.0],
+        };
+        let start = std::time::Instant::now();
+        assert!(curve_png("extreme", &curve).is_ok());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(drawable(10.0, 2.0) && !drawable(-1.0, 2.0) && !drawable(1.0, 1e16));
     }
 }

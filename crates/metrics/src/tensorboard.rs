@@ -120,39 +120,57 @@ impl EventWriter {
     }
 }
 
-/// The scalar values of an event file: `(step, tag, value)` in file order.
-/// For checks; every record's checksums are verified.
-pub fn read_scalars(path: &Path) -> io::Result<Vec<(i64, String, f32)>> {
-    let bytes = std::fs::read(path)?;
-    let bad = |what: &str| {
-        io::Error::new(
+/// One scalar of an event file: `(step, tag, value)`.
+pub type Scalar = (i64, String, f32);
+
+/// The scalar values of an event file in file order. For checks; every
+/// record's checksums are verified.
+pub fn read_scalars(path: &Path) -> io::Result<Vec<Scalar>> {
+    let (scalars, damage) = read_scalars_until_damage(path)?;
+    match damage {
+        None => Ok(scalars),
+        Some(what) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: {what}", path.display()),
-        )
-    };
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let header = bytes
-            .get(at..at + 12)
-            .ok_or_else(|| bad("truncated record header"))?;
-        let len = u64::from_le_bytes(header[..8].try_into().map_err(|_| bad("length"))?) as usize;
-        if masked(&header[..8]).to_le_bytes() != header[8..12] {
-            return Err(bad("length checksum"));
-        }
-        let data = bytes
-            .get(at + 12..at + 12 + len)
-            .ok_or_else(|| bad("truncated record"))?;
-        let crc = bytes
-            .get(at + 12 + len..at + 16 + len)
-            .ok_or_else(|| bad("truncated record"))?;
-        if masked(data).to_le_bytes() != crc {
-            return Err(bad("data checksum"));
-        }
-        parse_event(data, &mut out).map_err(|e| bad(&e))?;
-        at += 16 + len;
+        )),
     }
-    Ok(out)
+}
+
+/// The scalar values of an event file up to its first damaged record (a
+/// record cut short by a killed writer, a flipped bit), and what the damage
+/// is, if any.
+pub fn read_scalars_until_damage(path: &Path) -> io::Result<(Vec<Scalar>, Option<String>)> {
+    let bytes = std::fs::read(path)?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at.saturating_add(12)) else {
+            return Ok((out, Some("truncated record header".into())));
+        };
+        let mut len_bytes = [0u8; 8];
+        len_bytes.copy_from_slice(&header[..8]);
+        if masked(&header[..8]).to_le_bytes() != header[8..12] {
+            return Ok((out, Some("length checksum".into())));
+        }
+        let len = usize::try_from(u64::from_le_bytes(len_bytes)).unwrap_or(usize::MAX);
+        let data_end = (at + 12).saturating_add(len);
+        let (Some(data), Some(crc)) = (
+            bytes.get(at + 12..data_end),
+            bytes.get(data_end..data_end.saturating_add(4)),
+        ) else {
+            return Ok((out, Some("truncated record".into())));
+        };
+        if masked(data).to_le_bytes() != crc {
+            return Ok((out, Some("data checksum".into())));
+        }
+        let mut event = Vec::new();
+        if let Err(e) = parse_event(data, &mut event) {
+            return Ok((out, Some(e)));
+        }
+        out.extend(event);
+        at = data_end + 4;
+    }
+    Ok((out, None))
 }
 
 struct Reader<'a> {
@@ -175,7 +193,8 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let part = self.b.get(self.at..self.at + n).ok_or("truncated field")?;
+        let end = self.at.checked_add(n).ok_or("truncated field")?;
+        let part = self.b.get(self.at..end).ok_or("truncated field")?;
         self.at += n;
         Ok(part)
     }

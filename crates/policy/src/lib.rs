@@ -31,4 +31,4 @@ pub use evaluate::evaluate_episodes;
 pub use layout::{ActionHead, Activation, ParamEntry, ParamLayout, PolicySpec};
 pub use normalize::{ObsNormalizer, RunningMeanStd};
 pub use policy::{Policy, PolicyError};
-pub use rollout::{EpisodeRecord, Rollout, RolloutCollector};
+pub use rollout::{CollectError, EpisodeRecord, Rollout, RolloutCollector};

@@ -168,6 +168,25 @@ impl Rollout {
     }
 }
 
+/// Why a rollout could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// An env failed (its error names it).
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The policy computed a non-finite number from finite observations:
+    /// the weights it was given are at fault, not the envs.
+    #[error("the policy's {output} is {value} for the observation of env {env} at step {step} (every observation value finite): its weights diverged")]
+    PolicyNotFinite {
+        /// "action logits", "action means", "value".
+        output: &'static str,
+        value: f32,
+        /// The global env index.
+        env: u64,
+        step: usize,
+    },
+}
+
 /// Steps a vectorised env with a policy and records rollouts.
 ///
 /// Env `i` of this collector is env `first_env_index + i` of the whole run:
@@ -309,8 +328,38 @@ impl RolloutCollector {
         }
     }
 
+    /// The first non-finite number of this step's actor outputs and values,
+    /// as an error, unless the observation it came from is not finite (the
+    /// env's fault, which the learner's checks report).
+    fn check_outputs(&self, values: &[f32], step: usize) -> Result<(), CollectError> {
+        let n = self.envs.num_envs();
+        let outputs = self.outputs.len() / n.max(1);
+        let obs_dim = self.envs.obs_dim();
+        let name = match self.policy.spec().head {
+            crate::ActionHead::Categorical { .. } => "action logits",
+            crate::ActionHead::Gaussian { .. } => "action means",
+        };
+        for (i, value) in values.iter().enumerate().take(n) {
+            let found = self.outputs[i * outputs..(i + 1) * outputs]
+                .iter()
+                .map(|v| (name, *v))
+                .chain(std::iter::once(("value", *value)))
+                .find(|(_, v)| !v.is_finite());
+            let obs = &self.envs.obs()[i * obs_dim..(i + 1) * obs_dim];
+            if let (Some((output, value)), true) = (found, obs.iter().all(|v| v.is_finite())) {
+                return Err(CollectError::PolicyNotFinite {
+                    output,
+                    value,
+                    env: self.first_env_index + i as u64,
+                    step,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Collects `num_steps` steps of every env into a new rollout.
-    pub fn collect(&mut self, num_steps: usize) -> Result<Rollout, EnvError> {
+    pub fn collect(&mut self, num_steps: usize) -> Result<Rollout, CollectError> {
         let mut rollout = Rollout::default();
         self.collect_into(num_steps, &mut rollout)?;
         Ok(rollout)
@@ -318,7 +367,7 @@ impl RolloutCollector {
 
     /// Collects `num_steps` steps of every env into `r`, reusing its
     /// allocations.
-    pub fn collect_into(&mut self, num_steps: usize, r: &mut Rollout) -> Result<(), EnvError> {
+    pub fn collect_into(&mut self, num_steps: usize, r: &mut Rollout) -> Result<(), CollectError> {
         let n = self.envs.num_envs();
         let obs_dim = self.envs.obs_dim();
         let action_dim = self.action_dim();
@@ -337,6 +386,7 @@ impl RolloutCollector {
                 .actor_outputs(&self.normalized, &mut self.outputs);
             self.policy
                 .values(&self.normalized, &mut r.values[row..row + n]);
+            self.check_outputs(&r.values[row..row + n], t)?;
             let actions = &mut r.actions[row * action_dim..(row + n) * action_dim];
             for i in 0..n {
                 let action = &mut actions[i * action_dim..(i + 1) * action_dim];
@@ -392,6 +442,19 @@ impl RolloutCollector {
             obs_dim,
         );
         self.policy.values(&self.normalized, &mut r.last_values);
+        let obs_finite = |i: usize| {
+            r.last_obs[i * obs_dim..(i + 1) * obs_dim]
+                .iter()
+                .all(|v| v.is_finite())
+        };
+        if let Some(i) = (0..n).find(|i| !r.last_values[*i].is_finite() && obs_finite(*i)) {
+            return Err(CollectError::PolicyNotFinite {
+                output: "value",
+                value: r.last_values[i],
+                env: self.first_env_index + i as u64,
+                step: num_steps,
+            });
+        }
         Ok(())
     }
 }

@@ -7,10 +7,11 @@
 //!           obs_norm.mean, obs_norm.var                       observation statistics (f64), if normalised
 //!           reward_norm.mean, .var, .returns                  reward scaling (f64), if scaled
 //!           collector.K                                       worker K's envs and sampling streams (u8)
-//! metadata  format "ferrorl-checkpoint-v1", kind (periodic | stop | final | best),
+//! metadata  format "ferrorl-checkpoint-v2", kind (periodic | stop | final | best),
 //!           env_steps, updates, weights_version, num_updates, elapsed_s, train_s,
 //!           adam_step, obs_norm_count,
-//!           reward_norm_count, rng (4 x u64), config_hash, num_collectors,
+//!           reward_norm_count, rng (4 x u64), config_hash, settings (the run's
+//!           settings as JSON), num_collectors,
 //!           the policy's own metadata (env_id, obs_dim, action_head, ...),
 //!           checksum: CRC-32C of the whole file with this field's value as 00000000
 //! ```
@@ -25,12 +26,14 @@ use std::path::{Path, PathBuf};
 
 use rl_algo::ppo::LearnerState;
 use rl_metrics::crc32c::crc32c;
-use rl_policy::{ActionHead, Activation, ObsNormalizer, PolicySpec, RunningMeanStd};
+use rl_policy::{ObsNormalizer, PolicySpec, RunningMeanStd};
 
-use crate::run_dir::{policy_metadata, policy_tensors, write_atomically, PathError};
-use crate::safetensors::{encode, SafeTensors, TensorData};
+use crate::policy_file::{policy_from_metadata, policy_metadata, policy_tensors, policy_weights};
+use crate::run_dir::{write_atomically, PathError};
+use crate::safetensors::{checksum, encode, seal, SafeTensors, TensorData};
+use crate::TrainSettings;
 
-pub const CHECKPOINT_FORMAT: &str = "ferrorl-checkpoint-v1";
+pub const CHECKPOINT_FORMAT: &str = "ferrorl-checkpoint-v2";
 
 /// Why a checkpoint was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,116 +89,24 @@ pub struct Checkpoint {
     pub recent_returns: Vec<f64>,
     /// Of the run's settings (see [`config_hash`]).
     pub config_hash: String,
+    /// The run's whole settings as JSON: a run whose `config.toml` is lost
+    /// or damaged is rebuilt from them on resume.
+    pub settings_json: String,
     /// Each worker's collector snapshot, by worker index (one for a
     /// single-process run); empty when the envs do not support snapshots.
     pub collectors: Vec<Vec<u8>>,
 }
 
-/// A short hash of a run's settings (as JSON): a checkpoint only continues
-/// the run it was made by.
-pub fn config_hash(settings_json: &str) -> String {
-    format!("{:08x}", crc32c(settings_json.as_bytes()))
-}
-
-/// Parses the policy metadata (see [`crate::run_dir::policy_metadata`])
-/// back into the architecture, env id and observation clip.
-pub fn policy_from_metadata(
-    st: &SafeTensors<'_>,
-) -> Result<(PolicySpec, String, Option<f64>), String> {
-    let sizes = |key: &str| -> Result<Vec<usize>, String> {
-        let raw = st.meta(key)?;
-        let inner = raw.trim().trim_start_matches('[').trim_end_matches(']');
-        if inner.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        inner
-            .split(',')
-            .map(|s| {
-                s.trim()
-                    .parse()
-                    .map_err(|_| format!("metadata {key} = {raw:?} is not a list of sizes"))
-            })
-            .collect()
-    };
-    let outputs: usize = st.meta_parse("action_outputs")?;
-    let head = match st.meta("action_head")? {
-        "categorical" => ActionHead::Categorical { n: outputs },
-        "gaussian" => ActionHead::Gaussian { dim: outputs },
-        other => {
-            return Err(format!(
-                "metadata action_head = {other:?} is not categorical or gaussian"
-            ))
-        }
-    };
-    let activation = match st.meta("activation")? {
-        "Tanh" => Activation::Tanh,
-        "ReLU" => Activation::Relu,
-        other => {
-            return Err(format!(
-                "metadata activation = {other:?} is not Tanh or ReLU"
-            ))
-        }
-    };
-    let spec = PolicySpec {
-        obs_dim: st.meta_parse("obs_dim")?,
-        head,
-        actor_hidden: sizes("actor_hidden")?,
-        critic_hidden: sizes("critic_hidden")?,
-        activation,
-    };
-    let clip = match st.meta("obs_norm_clip")? {
-        "none" => None,
-        raw => Some(
-            raw.parse()
-                .map_err(|_| format!("metadata obs_norm_clip = {raw:?} is not a number"))?,
-        ),
-    };
-    Ok((spec, st.meta("env_id")?.to_string(), clip))
-}
-
-/// Reads a policy's parameters (flat, layout order) and observation
-/// normaliser from a policy file or checkpoint, checking every shape.
-pub fn policy_weights(
-    st: &SafeTensors<'_>,
-    spec: &PolicySpec,
-    clip: Option<f64>,
-) -> Result<(Vec<f32>, Option<ObsNormalizer>), String> {
-    let layout = spec.layout();
-    let mut weights = vec![0.0_f32; layout.total_len];
-    for e in &layout.entries {
-        let shape = st
-            .shape(&e.name)
-            .ok_or_else(|| format!("tensor {} is missing", e.name))?;
-        if shape != e.shape.as_slice() {
-            return Err(format!(
-                "tensor {} has shape {shape:?}, the architecture in the metadata needs {:?}",
-                e.name, e.shape
-            ));
-        }
-        weights[e.offset..e.offset + e.len].copy_from_slice(&st.f32s(&e.name)?);
-    }
-    let obs_norm = match clip {
-        None => None,
-        Some(clip) => {
-            let (mean, var) = (st.f64s("obs_norm.mean")?, st.f64s("obs_norm.var")?);
-            if mean.len() != spec.obs_dim
-                || var.len() != spec.obs_dim
-                || var.iter().any(|v| *v < 0.0)
-            {
-                return Err(format!(
-                    "observation statistics of {} and {} values (variances >= 0) for observations of {}",
-                    mean.len(),
-                    var.len(),
-                    spec.obs_dim
-                ));
-            }
-            let mut norm = ObsNormalizer::new(spec.obs_dim, clip);
-            norm.stats.mean = mean;
-            norm.stats.var = var;
-            Some(norm)
-        }
-    };
-    Ok((weights, obs_norm))
+/// A short hash of the settings a checkpoint's state depends on (see
+/// [`TrainSettings::fixed_for_the_run`]): a checkpoint only continues the
+/// run it was made by, whatever else a resume changes.
+pub fn config_hash(settings: &TrainSettings) -> String {
+    let text: Vec<String> = settings
+        .fixed_for_the_run()
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    format!("{:08x}", crc32c(text.join("\n").as_bytes()))
 }
 
 impl Checkpoint {
@@ -258,6 +169,7 @@ impl Checkpoint {
             ),
             ("rng", rng),
             ("config_hash", self.config_hash.clone()),
+            ("settings", self.settings_json.clone()),
             ("num_collectors", self.collectors.len().to_string()),
             ("checksum", "00000000".to_string()),
         ] {
@@ -390,53 +302,32 @@ impl Checkpoint {
             train_s,
             recent_returns: st.f64s("recent_returns")?,
             config_hash: st.meta("config_hash")?.to_string(),
+            settings_json: st.meta("settings")?.to_string(),
             collectors,
         })
     }
 }
 
-/// Where the checksum's 8 hex digits are in a file: found in the header
-/// text, without parsing the rest.
-fn checksum_field(bytes: &[u8]) -> Result<std::ops::Range<usize>, String> {
-    let len: [u8; 8] = bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("truncated: {} bytes", bytes.len()))?;
-    let end = usize::try_from(u64::from_le_bytes(len))
-        .ok()
-        .and_then(|l| l.checked_add(8))
-        .filter(|e| *e <= bytes.len())
-        .ok_or("truncated: the header is longer than the file")?;
-    let key = b"\"checksum\":\"";
-    let at = bytes[8..end]
-        .windows(key.len())
-        .position(|w| w == key)
-        .ok_or("not a checkpoint: its metadata has no checksum")?;
-    let value = 8 + at + key.len();
-    if value + 8 > end {
-        return Err("the checksum field is cut short".into());
-    }
-    Ok(value..value + 8)
-}
-
-/// The stored and the computed checksum: CRC-32C of the whole file with
-/// the checksum's value replaced by zeros.
-fn checksum(bytes: &[u8]) -> Result<(String, String), String> {
-    let field = checksum_field(bytes)?;
-    let stored = String::from_utf8_lossy(&bytes[field.clone()]).into_owned();
-    // Over the file as if the field held zeros, without copying the file.
-    let crc = crc32c(&bytes[..field.start]);
-    let crc = rl_metrics::crc32c::update(crc, b"00000000");
-    let crc = rl_metrics::crc32c::update(crc, &bytes[field.end..]);
-    Ok((stored, format!("{crc:08x}")))
-}
-
-/// Fills in the checksum of an encoded checkpoint (one whose checksum field
-/// holds the placeholder, or a stale value after an edit: tools and tests
-/// that alter a checkpoint on purpose reseal it).
-pub fn seal(bytes: &mut [u8]) {
-    if let (Ok(field), Ok((_, sum))) = (checksum_field(bytes), checksum(bytes)) {
-        bytes[field].copy_from_slice(sum.as_bytes());
+/// Where a run can continue from, in words, for messages about what a stop
+/// did not save: the newest checkpoint file by name (not read), or that
+/// there is none yet.
+pub fn newest_checkpoint_note(run_dir: &Path) -> String {
+    let dir = CheckpointDir::new(run_dir, 1);
+    let mut files = dir.periodic_files();
+    files.sort();
+    let final_file = dir.dir.join("final.safetensors");
+    let newest = if final_file.exists() {
+        Some(final_file)
+    } else {
+        files.pop()
+    };
+    match newest {
+        Some(path) => format!(
+            "the newest checkpoint is {}: train --resume {} continues from it",
+            path.display(),
+            run_dir.display()
+        ),
+        None => "no checkpoint was written yet".to_string(),
     }
 }
 
@@ -569,6 +460,7 @@ impl CheckpointDir {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rl_policy::{ActionHead, Activation};
 
     fn checkpoint() -> Checkpoint {
         let spec = PolicySpec {
@@ -611,6 +503,7 @@ mod tests {
             train_s: 10.25,
             recent_returns: vec![-150.0, -140.5],
             config_hash: "0badf00d".into(),
+            settings_json: r#"{"env":{"id":"Pendulum-v1"}}"#.into(),
             collectors: vec![vec![1, 2, 3], vec![]],
         }
     }

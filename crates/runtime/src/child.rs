@@ -32,6 +32,18 @@ use crate::TrainSettings;
 /// The first argument of a child process.
 pub const CHILD_FLAG: &str = "--ferrorl-child";
 
+/// Signals a child ignores from its first instruction: stops (SIGINT,
+/// SIGTERM, SIGHUP) and checkpoint requests (SIGUSR1) are the supervisor's
+/// to handle, for the whole run; SIGUSR2 is how the supervisor interrupts
+/// the learner's update (the learner installs its handler).
+const CHILD_IGNORES: [libc::c_int; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 /// How long a child waits for its [`Setup`].
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -91,6 +103,30 @@ pub(crate) fn spawn_child(
         .stdin(Stdio::null())
         // Acting needs no thread pools; keep any library that has one small.
         .env("OMP_NUM_THREADS", "1");
+    let parent = std::process::id();
+    // SAFETY: between fork and exec the closure makes only
+    // async-signal-safe system calls (sigaction, prctl, getppid).
+    unsafe {
+        command.pre_exec(move || {
+            // Ignored signals stay ignored across exec. A signal sent to
+            // the whole process group (Ctrl-C in the terminal, `timeout`,
+            // `kill -- -PGID`, systemd, Slurm) reaches every process of the
+            // run: only the supervisor decides what it means.
+            for signal in CHILD_IGNORES {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            // Dies with the supervisor from this instant on (the setting
+            // survives exec), so a child killed while it still loads its
+            // libraries never outlives the run.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
     let process = command.spawn().map_err(|e| {
         RuntimeError::Setup(format!(
             "cannot start the {role} process ({}): {e}",
@@ -205,12 +241,13 @@ pub fn run_child_if_requested(registry: &Registry) -> Option<u8> {
         eprintln!("{}: {e}", parsed.role);
         return Some(1);
     }
-    // SAFETY: ignoring a signal installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGINT,
-            nix::sys::signal::SigHandler::SigIgn,
-        );
+    // Already ignored since before exec (see `spawn_child`); again, for a
+    // child started some other way.
+    for signal in CHILD_IGNORES {
+        // SAFETY: ignoring a signal installs no handler code.
+        unsafe {
+            libc::signal(signal, libc::SIG_IGN);
+        }
     }
     ignore_file_size_signal();
     set_process_name(&format!("rl-{}", parsed.role));

@@ -81,6 +81,7 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
                 norm.stats.mean.copy_from_slice(&stats[..obs_dim]);
                 norm.stats.var.copy_from_slice(&stats[obs_dim..2 * obs_dim]);
             }
+            send_json(control, &EvaluatorToSupervisor::Started { version }, &[])?;
             let env_steps = version * steps_per_update;
             let result = evaluate(
                 registry,

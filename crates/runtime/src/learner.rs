@@ -5,11 +5,14 @@
 //! the evaluator, and saves checkpoints: periodic, best (when the evaluator
 //! says so), final, and on a stop.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rl_algo::ppo::{PpoLearner, UpdateStats};
+use rl_algo::ppo::{PpoLearner, UpdateError, UpdateStats};
 use rl_env::Registry;
 use rl_ipc::messages::{
     recv_json, send_json, LearnerToSupervisor, RunReport, SupervisorToLearner, UpdateReport,
@@ -20,15 +23,64 @@ use rl_policy::Rollout;
 use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::child::{report_failure, ChildContext};
 use crate::eval::next_eval_after;
+use crate::memory::RETAINED_EVAL_POINTS;
 use crate::pool::{PoolEvent, RolloutShape, WorkerPool};
 use crate::record::{Checkpointer, TrainRecorder};
 use crate::run_dir::RunDir;
-use crate::trainer::{new_learner, spec_for, Progress, RecentReturns, RuntimeError};
+use crate::trainer::{
+    divergence_message, new_learner, spec_for, Progress, RecentReturns, RuntimeError,
+};
 use crate::worker::load_checkpoint;
 
-/// Evaluation points whose full state the learner keeps, in case the
-/// evaluator finds one of them the best: it may lag this many points.
-const RETAINED_EVAL_POINTS: usize = 8;
+/// How often the learner tells the supervisor it is alive while it waits
+/// for workers or works through a long update.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Set by the supervisor's SIGUSR2, which follows its `Stop` message: the
+/// update in progress is abandoned at the next minibatch.
+static STOP_NOW: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: nix::libc::c_int) {
+    STOP_NOW.store(true, Ordering::SeqCst);
+}
+
+/// Lets the supervisor interrupt an update (SIGUSR2, ignored until now:
+/// see `child::spawn_child`).
+fn listen_for_stop_signal() -> Result<(), RuntimeError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR2, &action) }
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Setup(format!("cannot handle SIGUSR2: {e}")))
+}
+
+/// A heartbeat, if the last one (sent at `last`) is [`HEARTBEAT`] old.
+fn heartbeat(control: &Channel, last: &Cell<Instant>) -> Result<(), RuntimeError> {
+    if last.get().elapsed() < HEARTBEAT {
+        return Ok(());
+    }
+    last.set(Instant::now());
+    send_informational(control, &LearnerToSupervisor::Heartbeat)
+}
+
+/// Sends a message the supervisor may do without (progress, heartbeats)
+/// without waiting: a supervisor that is not reading never stalls training.
+fn send_informational(
+    control: &Channel,
+    message: &LearnerToSupervisor,
+) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec(message).map_err(|e| RuntimeError::Failed(e.to_string()))?;
+    match control.send_within(&bytes, &[], Duration::ZERO) {
+        Ok(()) | Err(ChannelError::SendBlocked(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// The weights and observation statistics of `learner`, published as
 /// version `updates_done`.
@@ -76,6 +128,8 @@ struct Learner<'a> {
     train_before_s: f64,
     started: Option<Instant>,
     buf: Vec<u8>,
+    /// When the last heartbeat went out.
+    last_heartbeat: Cell<Instant>,
 }
 
 impl Learner<'_> {
@@ -95,6 +149,10 @@ impl Learner<'_> {
             (self.elapsed_s(), self.train_s()),
             self.recent.to_vec(),
         )
+    }
+
+    fn heartbeat(&self) -> Result<(), RuntimeError> {
+        heartbeat(self.control, &self.last_heartbeat)
     }
 
     fn warn(&self, message: String) -> Result<(), RuntimeError> {
@@ -163,6 +221,21 @@ impl Learner<'_> {
                     .map_err(RuntimeError::Failed)?;
                 Ok(false)
             }
+            SupervisorToLearner::Checkpoint => {
+                // Between updates: the state and the committed snapshots
+                // belong together.
+                let path = self
+                    .checkpointer
+                    .write(&self.checkpoint(CheckpointKind::Periodic))?;
+                send_json(
+                    self.control,
+                    &LearnerToSupervisor::Saved {
+                        path: path.display().to_string(),
+                    },
+                    &[],
+                )?;
+                Ok(false)
+            }
             SupervisorToLearner::SaveBest { version } => {
                 match self.retained.iter().find(|c| c.learner.updates_done == version) {
                     Some(state) => {
@@ -191,6 +264,7 @@ impl Learner<'_> {
                 .pool
                 .poll(Some(self.control.as_fd()), Duration::from_millis(200))?;
             self.report_events(events)?;
+            self.heartbeat()?;
             if control_ready && self.handle_control()? {
                 return Ok(RoundEnd::StopRequested);
             }
@@ -229,7 +303,9 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         train_before_s: 0.0,
         started: None,
         buf: Vec::new(),
+        last_heartbeat: Cell::new(Instant::now()),
     };
+    listen_for_stop_signal()?;
     if let Some(path) = &context.resume {
         let checkpoint = load_checkpoint(path)?;
         l.learner
@@ -252,6 +328,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
     let mut merged = Rollout::default();
     let mut stats_buf = Vec::new();
     let mut stopped = false;
+    let mut final_checkpoint: Option<PathBuf> = None;
     while l.learner.updates_done < num_updates {
         publish(block, &l.learner, &mut stats_buf)?;
         let events = l.pool.start_round(l.learner.updates_done);
@@ -264,7 +341,42 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         l.pool
             .merge_into(&mut merged)
             .map_err(RuntimeError::Failed)?;
-        let stats = l.learner.update(&merged);
+        let abandon = || {
+            // Between minibatches: a stop ends the update, and a long one
+            // still says it is alive.
+            let _ = heartbeat(l.control, &l.last_heartbeat);
+            STOP_NOW.load(Ordering::SeqCst)
+        };
+        let result = l.learner.update(&merged, &abandon);
+        let stats = match result {
+            Ok(stats) => stats,
+            Err(UpdateError::Abandoned) => {
+                stopped = true;
+                break;
+            }
+            Err(UpdateError::Diverged(divergence)) => {
+                // Back at the state before this update, which the snapshots
+                // not yet committed belong with.
+                let checkpoint = l.checkpointer.write(&l.checkpoint(CheckpointKind::Stop))?;
+                l.pool.stop_all();
+                let policy = run_dir.write_policy(
+                    &spec,
+                    &settings.env.id,
+                    &l.learner.policy_weights(),
+                    l.learner.obs_norm.as_ref(),
+                )?;
+                let message = divergence_message(
+                    &divergence,
+                    run_dir.path(),
+                    &policy,
+                    &checkpoint,
+                    l.learner.updates_done,
+                );
+                send_json(l.control, &LearnerToSupervisor::Diverged { message }, &[])?;
+                return Ok(());
+            }
+        };
+        l.pool.commit_round();
         l.recent.extend(&merged.episodes);
         let env_steps = l.learner.updates_done * steps_per_update;
         let progress = Progress {
@@ -290,7 +402,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
             next_eval = next_eval_after(env_steps, interval);
         }
         if last {
-            l.checkpointer.write(&l.checkpoint(CheckpointKind::Final))?;
+            final_checkpoint = Some(l.checkpointer.write(&l.checkpoint(CheckpointKind::Final))?);
         } else if l.checkpointer.due(l.learner.updates_done) {
             l.checkpointer
                 .write(&l.checkpoint(CheckpointKind::Periodic))?;
@@ -303,19 +415,22 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         }
     }
     if stopped {
-        l.checkpointer.write(&l.checkpoint(CheckpointKind::Stop))?;
+        final_checkpoint = Some(l.checkpointer.write(&l.checkpoint(CheckpointKind::Stop))?);
     }
     l.pool.stop_all();
-    run_dir.write_policy(
+    let policy = run_dir.write_policy(
         &spec,
         &settings.env.id,
         &l.learner.policy_weights(),
         l.learner.obs_norm.as_ref(),
     )?;
+    // Sent only now: the files it names are written and synced.
     let report = RunReport {
         env_steps: l.learner.updates_done * steps_per_update,
         updates: l.learner.updates_done,
         rejected_messages: l.pool.rejected,
+        policy_file: policy.display().to_string(),
+        checkpoint: final_checkpoint.map(|p| p.display().to_string()),
     };
     let message = if stopped {
         LearnerToSupervisor::Stopped(report)
@@ -361,10 +476,5 @@ fn send_progress(
         learning_rate: stats.learning_rate,
         rejected_messages: rejected,
     };
-    let bytes = serde_json::to_vec(&LearnerToSupervisor::Updated(report))
-        .map_err(|e| RuntimeError::Failed(e.to_string()))?;
-    match control.send_within(&bytes, &[], Duration::ZERO) {
-        Ok(()) | Err(ChannelError::SendBlocked(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    send_informational(control, &LearnerToSupervisor::Updated(report))
 }

@@ -24,6 +24,8 @@ mod child;
 pub mod eval;
 mod evaluator;
 mod learner;
+pub mod memory;
+pub mod policy_file;
 pub mod pool;
 mod record;
 pub mod resume;
@@ -45,6 +47,6 @@ pub use settings::{
 };
 pub use supervisor::train_multi_process;
 pub use trainer::{
-    policy_spec, spec_for, train_in_process, Ending, EvalResult, Observer, Progress, RuntimeError,
-    TrainSummary,
+    policy_spec, spec_for, train_in_process, Ending, EvalResult, Observer, Progress, Requests,
+    RuntimeError, TrainSummary,
 };

@@ -80,6 +80,8 @@ pub struct WorkerPool {
     incoming_snapshot: Vec<u8>,
     scratch: DecodeScratch,
     buf: Vec<u8>,
+    /// When the last [`WorkerPool::poll`] returned.
+    last_poll: Instant,
     /// Worker messages rejected so far.
     pub rejected: u64,
 }
@@ -113,6 +115,7 @@ impl WorkerPool {
             incoming_snapshot: Vec::new(),
             scratch: DecodeScratch::default(),
             buf: Vec::new(),
+            last_poll: Instant::now(),
             rejected: 0,
         }
     }
@@ -212,6 +215,19 @@ impl WorkerPool {
     ) -> Result<(bool, Vec<PoolEvent>), ChannelError> {
         let mut events = Vec::new();
         let now = Instant::now();
+        // Time the learner spent away from its workers (an update, a
+        // checkpoint, or the whole process stopped): nobody could be heard
+        // meanwhile, so no deadline counts it.
+        let away = now.duration_since(self.last_poll);
+        if away > Duration::from_secs(1) {
+            for link in &mut self.links {
+                if let LinkState::Joining { since } | LinkState::Collecting { since } =
+                    &mut link.state
+                {
+                    *since += now.duration_since((*since).max(self.last_poll));
+                }
+            }
+        }
         // Wake up in time for the nearest deadline.
         let mut wait = wait;
         for link in &self.links {
@@ -230,7 +246,10 @@ impl WorkerPool {
         if let Some(fd) = extra {
             fds.push(fd);
         }
+        let waited = Instant::now();
         let ready = wait_any(&fds, wait)?;
+        // A wait far longer than asked: this process was stopped meanwhile.
+        let overslept = waited.elapsed().saturating_sub(wait);
         let extra_ready = extra.is_some() && ready.last().copied().unwrap_or(false);
         let ready_workers: Vec<usize> = owners
             .iter()
@@ -239,6 +258,15 @@ impl WorkerPool {
             .map(|(w, _)| *w)
             .collect();
         drop(fds);
+        if overslept > Duration::from_secs(1) {
+            for link in &mut self.links {
+                if let LinkState::Joining { since } | LinkState::Collecting { since } =
+                    &mut link.state
+                {
+                    *since += overslept;
+                }
+            }
+        }
         for worker in ready_workers {
             self.receive(worker, &mut events);
         }
@@ -257,6 +285,7 @@ impl WorkerPool {
             );
             self.retire(worker, reason, &mut events);
         }
+        self.last_poll = Instant::now();
         Ok((extra_ready, events))
     }
 
@@ -381,9 +410,9 @@ impl WorkerPool {
     }
 
     /// Each worker's collector snapshot at the start of the round after the
-    /// last merged one (empty where its envs do not support snapshots), by
-    /// worker index: a rollout delivered for a round that was then
-    /// abandoned does not count.
+    /// last committed one (empty where its envs do not support snapshots),
+    /// by worker index: a rollout delivered for a round that was then
+    /// abandoned, or whose update failed, does not count.
     pub fn snapshots(&self) -> Vec<Vec<u8>> {
         self.snapshots.clone()
     }
@@ -408,8 +437,15 @@ impl WorkerPool {
             merged.place_envs(part, worker * s.envs_per_worker)?;
         }
         merged.sort_episodes();
-        self.snapshots.clone_from(&self.pending_snapshots);
         Ok(())
+    }
+
+    /// The merged round was trained on: its snapshots are now what a
+    /// checkpoint of the learner's state goes with. (Until then, an update
+    /// that is abandoned or diverges leaves the learner at the state the
+    /// previous snapshots belong to.)
+    pub fn commit_round(&mut self) {
+        self.snapshots.clone_from(&self.pending_snapshots);
     }
 
     /// Asks every worker to exit.

@@ -108,35 +108,52 @@ impl TrainRecorder {
 }
 
 /// Rewrites the TensorBoard files of a run from its CSV files (after they
-/// were cut back to a checkpoint on resume): the old event files go, one
-/// file per CSV holds every row again, so curves continue without a
-/// duplicate.
+/// were cut back to a checkpoint on resume): one new file per CSV holds
+/// every row again, and only once both are written are the old event files
+/// removed, so curves continue without a duplicate and a failed write (a
+/// full disk) leaves the old files as they were.
 pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), PathError> {
     let dir = run_dir.path();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().contains("tfevents") {
-                std::fs::remove_file(entry.path()).map_err(io_at(entry.path()))?;
+    let old: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_at(dir.to_path_buf()))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("tfevents"))
+        .map(|e| e.path())
+        .collect();
+    let mut written: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        for (file, prefix, header) in [
+            ("train.csv", "train", TRAIN_CSV_HEADER),
+            ("eval.csv", "eval", EVAL_CSV_HEADER),
+        ] {
+            let path = dir.join(file);
+            let table = rl_metrics::csv::read_table(&path).map_err(io_at(path.clone()))?;
+            let suffix = format!("rebuilt-{}.{prefix}", std::process::id());
+            let mut tb = EventWriter::create(dir, &suffix, start_unix_s)
+                .map_err(io_at(dir.to_path_buf()))?;
+            written.push(tb.path().to_path_buf());
+            let (Some(steps), Some(time)) = (table.column("env_steps"), table.column("time_s"))
+            else {
+                continue;
+            };
+            for row in &table.rows {
+                let scalars = row_scalars(prefix, header, row);
+                let refs: Vec<(&str, f64)> =
+                    scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                tb.scalars(row[steps] as i64, start_unix_s + row[time], &refs)
+                    .map_err(io_at(tb.path().to_path_buf()))?;
             }
         }
-    }
-    for (file, prefix, header) in [
-        ("train.csv", "train", TRAIN_CSV_HEADER),
-        ("eval.csv", "eval", EVAL_CSV_HEADER),
-    ] {
-        let path = dir.join(file);
-        let table = rl_metrics::csv::read_table(&path).map_err(io_at(path.clone()))?;
-        let mut tb = EventWriter::create(dir, &format!("rebuilt.{prefix}"), start_unix_s)
-            .map_err(io_at(dir.to_path_buf()))?;
-        let (Some(steps), Some(time)) = (table.column("env_steps"), table.column("time_s")) else {
-            continue;
-        };
-        for row in &table.rows {
-            let scalars = row_scalars(prefix, header, row);
-            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            tb.scalars(row[steps] as i64, start_unix_s + row[time], &refs)
-                .map_err(io_at(tb.path().to_path_buf()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for path in &written {
+            let _ = std::fs::remove_file(path);
         }
+        return Err(e);
+    }
+    for path in old.iter().filter(|p| !written.contains(p)) {
+        std::fs::remove_file(path).map_err(io_at(path.clone()))?;
     }
     Ok(())
 }
@@ -149,6 +166,7 @@ pub(crate) struct Checkpointer {
     spec: PolicySpec,
     obs_norm_clip: Option<f64>,
     config_hash: String,
+    settings_json: String,
     steps_per_update: u64,
 }
 
@@ -160,7 +178,8 @@ impl Checkpointer {
             env_id: settings.env.id.clone(),
             spec: spec.clone(),
             obs_norm_clip: settings.ppo.normalize_obs.then_some(settings.ppo.obs_clip),
-            config_hash: config_hash(&settings.to_json()),
+            config_hash: config_hash(settings),
+            settings_json: settings.to_json(),
             steps_per_update: settings.steps_per_update(),
         }
     }
@@ -192,6 +211,7 @@ impl Checkpointer {
             elapsed_s,
             train_s,
             config_hash: self.config_hash.clone(),
+            settings_json: self.settings_json.clone(),
             collectors,
             recent_returns,
         }

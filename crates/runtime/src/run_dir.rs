@@ -9,11 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
-
-use rl_policy::{ObsNormalizer, ParamLayout, PolicySpec};
-
-use crate::safetensors::{encode, TensorData};
+use rl_policy::{ObsNormalizer, PolicySpec};
 
 pub const TRAIN_CSV_HEADER: &str = "time_s,env_steps,updates,steps_per_s,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_variance,learning_rate,episode_return_mean";
 pub const EVAL_CSV_HEADER: &str =
@@ -172,9 +168,11 @@ impl RunDir {
         CsvWriter::append(self.path.join("eval.csv"))
     }
 
+    /// Writes `config.toml` atomically (a full disk or a kill leaves the
+    /// previous file, never half of one).
     pub fn write_config(&self, toml_text: &str) -> Result<(), PathError> {
         let path = self.path.join("config.toml");
-        fs::write(&path, toml_text).map_err(at(&path))
+        write_atomically(&self.path, "config.toml", toml_text.as_bytes()).map_err(at(&path))
     }
 
     pub fn train_csv(&self) -> Result<CsvWriter, PathError> {
@@ -207,7 +205,7 @@ impl RunDir {
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
         let path = self.path.join(name);
-        let bytes = policy_safetensors(spec, env_id, weights, obs_norm);
+        let bytes = crate::policy_file::encode_policy(spec, env_id, weights, obs_norm);
         write_atomically(&self.path, name, &bytes).map_err(|source| PathError {
             path: path.clone(),
             source,
@@ -286,77 +284,6 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
     }
     result?;
     File::open(dir)?.sync_all()
-}
-
-/// The tensors of a policy: every network parameter (float32, names and
-/// shapes of the layout) and the observation normaliser's mean and variance
-/// when there is one (`obs_norm.mean`, `obs_norm.var`, float64).
-pub fn policy_tensors(
-    spec: &PolicySpec,
-    weights: &[f32],
-    obs_norm: Option<&ObsNormalizer>,
-) -> Vec<TensorData> {
-    let layout: ParamLayout = spec.layout();
-    let mut tensors: Vec<TensorData> = layout
-        .entries
-        .iter()
-        .map(|e| {
-            TensorData::f32s(
-                e.name.clone(),
-                e.shape.clone(),
-                &weights[e.offset..e.offset + e.len],
-            )
-        })
-        .collect();
-    if let Some(norm) = obs_norm {
-        tensors.push(TensorData::f64s("obs_norm.mean", &norm.stats.mean));
-        tensors.push(TensorData::f64s("obs_norm.var", &norm.stats.var));
-    }
-    tensors
-}
-
-/// The metadata that describes a policy's architecture and env, shared by
-/// policy files and checkpoints (`evaluate` reads either).
-pub fn policy_metadata(
-    spec: &PolicySpec,
-    env_id: &str,
-    obs_norm_clip: Option<f64>,
-) -> BTreeMap<String, String> {
-    let (head, dim) = match spec.head {
-        rl_policy::ActionHead::Categorical { n } => ("categorical", n),
-        rl_policy::ActionHead::Gaussian { dim } => ("gaussian", dim),
-    };
-    [
-        ("format", "ferrorl-policy-v1".to_string()),
-        ("env_id", env_id.to_string()),
-        ("obs_dim", spec.obs_dim.to_string()),
-        ("action_head", head.to_string()),
-        ("action_outputs", dim.to_string()),
-        ("actor_hidden", format!("{:?}", spec.actor_hidden)),
-        ("critic_hidden", format!("{:?}", spec.critic_hidden)),
-        ("activation", spec.activation.torch_module().to_string()),
-        (
-            "obs_norm_clip",
-            obs_norm_clip.map_or("none".to_string(), |c| c.to_string()),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// The safetensors encoding of a policy: [`policy_tensors`] and
-/// [`policy_metadata`].
-pub fn policy_safetensors(
-    spec: &PolicySpec,
-    env_id: &str,
-    weights: &[f32],
-    obs_norm: Option<&ObsNormalizer>,
-) -> Vec<u8> {
-    encode(
-        policy_tensors(spec, weights, obs_norm),
-        &policy_metadata(spec, env_id, obs_norm.map(|n| n.clip)),
-    )
 }
 
 #[cfg(test)]

@@ -3,9 +3,16 @@
 //! dtype, shape and byte range, an optional `__metadata__` map of strings,
 //! then the tensors' bytes. Written and read here without a dependency; the
 //! reader checks everything before any number is used.
+//!
+//! Our files (policy files, checkpoints) carry a `checksum` metadata entry:
+//! the CRC-32C of the whole file with that entry's value read as
+//! `00000000` ([`seal`] writes it, [`checksum`] recomputes it), so a flipped
+//! bit anywhere is caught, while any safetensors reader still loads them.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+
+use rl_metrics::crc32c::crc32c;
 
 /// One tensor to write.
 pub struct TensorData {
@@ -184,6 +191,11 @@ impl<'a> SafeTensors<'a> {
         })
     }
 
+    /// Bytes of tensor data in the file.
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
@@ -250,6 +262,55 @@ impl<'a> SafeTensors<'a> {
         let raw = self.meta(key)?;
         raw.parse()
             .map_err(|_| format!("metadata {key} = {raw:?} is not a valid value"))
+    }
+}
+
+/// The placeholder a file's `checksum` metadata holds until [`seal`]
+/// writes the real value.
+pub const CHECKSUM_PLACEHOLDER: &str = "00000000";
+
+/// Where the checksum's 8 hex digits are in a file: found in the header
+/// text, without parsing the rest.
+fn checksum_field(bytes: &[u8]) -> Result<std::ops::Range<usize>, String> {
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("truncated: {} bytes", bytes.len()))?;
+    let end = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .and_then(|l| l.checked_add(8))
+        .filter(|e| *e <= bytes.len())
+        .ok_or("truncated: the header is longer than the file")?;
+    let key = b"\"checksum\":\"";
+    let at = bytes[8..end]
+        .windows(key.len())
+        .position(|w| w == key)
+        .ok_or("not a checkpoint: its metadata has no checksum")?;
+    let value = 8 + at + key.len();
+    if value + 8 > end {
+        return Err("the checksum field is cut short".into());
+    }
+    Ok(value..value + 8)
+}
+
+/// The stored and the computed checksum: CRC-32C of the whole file with
+/// the checksum's value replaced by zeros.
+pub fn checksum(bytes: &[u8]) -> Result<(String, String), String> {
+    let field = checksum_field(bytes)?;
+    let stored = String::from_utf8_lossy(&bytes[field.clone()]).into_owned();
+    // Over the file as if the field held zeros, without copying the file.
+    let crc = crc32c(&bytes[..field.start]);
+    let crc = rl_metrics::crc32c::update(crc, b"00000000");
+    let crc = rl_metrics::crc32c::update(crc, &bytes[field.end..]);
+    Ok((stored, format!("{crc:08x}")))
+}
+
+/// Fills in the checksum of an encoded file (one whose checksum field holds
+/// the placeholder, or a stale value after an edit: tools and tests that
+/// alter a file on purpose reseal it).
+pub fn seal(bytes: &mut [u8]) {
+    if let (Ok(field), Ok((_, sum))) = (checksum_field(bytes), checksum(bytes)) {
+        bytes[field].copy_from_slice(sum.as_bytes());
     }
 }
 

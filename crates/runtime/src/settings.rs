@@ -2,7 +2,7 @@
 //! checks that run before anything starts.
 
 use rl_algo::device::DeviceChoice;
-use rl_algo::ppo::PpoConfig;
+use rl_algo::ppo::{PpoConfig, MAX_CONFIG_INT};
 use rl_algo::FieldError;
 use rl_policy::Activation;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,11 @@ fn check(
             },
         ));
     }
+}
+
+/// A value as JSON text (for comparing and hashing settings).
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// `[env]`: which environment and how many copies.
@@ -72,6 +77,9 @@ pub struct EvalSettings {
     pub interval_steps: u64,
     /// Episodes per evaluation.
     pub episodes: usize,
+    /// Seconds one evaluation may take: past it the evaluator is replaced
+    /// (the final evaluation is given up with a warning).
+    pub timeout_s: f64,
 }
 
 impl Default for EvalSettings {
@@ -79,6 +87,7 @@ impl Default for EvalSettings {
         EvalSettings {
             interval_steps: 10_000,
             episodes: 10,
+            timeout_s: 300.0,
         }
     }
 }
@@ -129,6 +138,9 @@ pub struct RunSettings {
     /// Seconds before a failed process is restarted, doubled for each
     /// further restart of the same process (at most 30).
     pub restart_backoff_s: f64,
+    /// Seconds the learner may go without progress (a minibatch, an update,
+    /// a worker's rollout) before the run is stopped as stuck.
+    pub learner_timeout_s: f64,
 }
 
 impl Default for RunSettings {
@@ -142,6 +154,7 @@ impl Default for RunSettings {
             worker_timeout_s: 60.0,
             max_restarts: 10,
             restart_backoff_s: 0.5,
+            learner_timeout_s: 300.0,
         }
     }
 }
@@ -175,9 +188,32 @@ impl TrainSettings {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Env steps in one update: num_envs * num_steps.
+    /// The settings a checkpoint's state depends on, as `(table.key,
+    /// value)`: the env and its copies, the networks, the rollout length,
+    /// normalisation, the workers the envs are split over, the seed. They
+    /// stay as they are for the life of a run; every other setting may
+    /// change when a run is resumed (`train --resume RUN --set ...`).
+    pub fn fixed_for_the_run(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("env.id", json(&self.env.id)),
+            ("env.num_envs", json(&self.env.num_envs)),
+            ("network.actor_hidden", json(&self.network.actor_hidden)),
+            ("network.critic_hidden", json(&self.network.critic_hidden)),
+            ("network.activation", json(&self.network.activation)),
+            ("ppo.num_steps", json(&self.ppo.num_steps)),
+            ("ppo.normalize_obs", json(&self.ppo.normalize_obs)),
+            ("ppo.normalize_reward", json(&self.ppo.normalize_reward)),
+            ("ppo.obs_clip", json(&self.ppo.obs_clip)),
+            ("ppo.init_log_std", json(&self.ppo.init_log_std)),
+            ("run.num_workers", json(&self.run.num_workers)),
+            ("run.seed", json(&self.run.seed)),
+        ]
+    }
+
+    /// Env steps in one update: num_envs * num_steps (at most 2^48 once
+    /// the settings are valid).
     pub fn steps_per_update(&self) -> u64 {
-        (self.env.num_envs * self.ppo.num_steps) as u64
+        (self.env.num_envs as u64).saturating_mul(self.ppo.num_steps as u64)
     }
 
     /// Every out-of-range value, as `(table, error)`. The env id is checked
@@ -216,10 +252,10 @@ impl TrainSettings {
         check(
             &mut e,
             "eval",
-            self.eval.interval_steps > 0,
+            (1..=MAX_CONFIG_INT).contains(&self.eval.interval_steps),
             "interval_steps",
             self.eval.interval_steps.to_string(),
-            "an integer >= 1",
+            "an integer in 1..=9223372036854775807",
         );
         check(
             &mut e,
@@ -232,10 +268,10 @@ impl TrainSettings {
         check(
             &mut e,
             "checkpoint",
-            self.checkpoint.interval_updates > 0,
+            (1..=MAX_CONFIG_INT).contains(&self.checkpoint.interval_updates),
             "interval_updates",
             self.checkpoint.interval_updates.to_string(),
-            "an integer >= 1",
+            "an integer in 1..=9223372036854775807",
         );
         check(
             &mut e,
@@ -244,6 +280,14 @@ impl TrainSettings {
             "keep_last",
             self.checkpoint.keep_last.to_string(),
             "an integer in 1..=1000",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.seed <= MAX_CONFIG_INT,
+            "seed",
+            self.run.seed.to_string(),
+            "an integer in 0..=9223372036854775807 (config files hold signed 64-bit integers)",
         );
         check(
             &mut e,
@@ -303,6 +347,23 @@ impl TrainSettings {
             "restart_backoff_s",
             self.run.restart_backoff_s.to_string(),
             "a number of seconds in [0, 30]",
+        );
+        check(
+            &mut e,
+            "run",
+            self.run.learner_timeout_s.is_finite()
+                && (1.0..=604_800.0).contains(&self.run.learner_timeout_s),
+            "learner_timeout_s",
+            self.run.learner_timeout_s.to_string(),
+            "a number of seconds in [1, 604800]",
+        );
+        check(
+            &mut e,
+            "eval",
+            self.eval.timeout_s.is_finite() && (0.1..=604_800.0).contains(&self.eval.timeout_s),
+            "timeout_s",
+            self.eval.timeout_s.to_string(),
+            "a number of seconds in [0.1, 604800]",
         );
         e.extend(
             self.ppo

@@ -17,7 +17,6 @@
 //! ```
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rl_algo::ppo::UpdateStats;
@@ -32,7 +31,8 @@ use rl_ipc::{Channel, ChannelError, WeightBlock};
 use crate::child::{spawn_child, unix_now, ChildHandle};
 use crate::run_dir::RunDir;
 use crate::trainer::{
-    spec_for, Ending, EvalResult, Observer, Progress, ResumeFrom, RuntimeError, TrainSummary,
+    spec_for, Ending, EvalResult, Observer, Progress, Requests, ResumeFrom, RuntimeError,
+    TrainSummary,
 };
 use crate::worker::worker_seed;
 use crate::TrainSettings;
@@ -40,12 +40,21 @@ use crate::TrainSettings;
 /// How long the learner may take to start (loading libtorch, initialising
 /// CUDA); its death is noticed at once regardless.
 const LEARNER_START: Duration = Duration::from_secs(300);
-/// How long processes get to exit on their own once told to.
+/// How long the learner gets to save and exit once told to stop (it
+/// abandons its update at the next minibatch): with the workers' and the
+/// evaluator's exits, a stop ends well inside the 30 s a cluster scheduler
+/// (Slurm's default `KillWait`) or a service manager gives after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How long workers and the evaluator get to exit on their own once told to.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// The longest wait between restarts of one process.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the supervisor looks at its processes when nothing happens.
 const TICK: Duration = Duration::from_millis(50);
+/// A pass of the supervisor's loop that took longer than this means the
+/// supervisor itself was stopped (Ctrl-Z, SIGSTOP) or starved: its
+/// deadlines move on by the time it missed, so nobody is blamed for it.
+const SUSPENDED: Duration = Duration::from_secs(2);
 
 /// Where the run stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,10 +62,16 @@ enum Phase {
     Training,
     /// The learner finished; the evaluator does the last evaluation.
     Finishing,
-    /// A stop was requested (Ctrl-C, SIGTERM); the learner saves and exits.
+    /// A stop was requested (Ctrl-C, SIGTERM, SIGHUP); the learner saves
+    /// and exits.
     Stopping,
-    /// Too many restarts: the learner saves and exits, then the run fails.
-    GivingUp(String),
+    /// The run cannot go on (too many restarts, a stuck learner, a worker
+    /// that fails the same way each time, a diverged policy): the learner
+    /// saves and exits, then the run fails with `message`.
+    GivingUp {
+        message: String,
+        diverged: bool,
+    },
 }
 
 /// One restartable process (a worker or the evaluator).
@@ -66,16 +81,20 @@ struct Restartable {
     generation: u32,
     restarts: u32,
     restart_at: Option<Instant>,
+    /// How its last process failed, as it said: the same failure from the
+    /// next one means a replacement cannot help.
+    last_failure: Option<String>,
 }
 
 impl Restartable {
-    fn new(label: String, handle: ChildHandle) -> Self {
+    fn new(label: String, handle: Option<ChildHandle>) -> Self {
         Restartable {
             label,
-            handle: Some(handle),
+            handle,
             generation: 0,
             restarts: 0,
             restart_at: None,
+            last_failure: None,
         }
     }
 }
@@ -92,9 +111,18 @@ struct Supervisor<'a> {
     learner: Option<ChildHandle>,
     learner_report: Option<LearnerEnd>,
     learner_failure: Option<String>,
+    learner_diverged: Option<String>,
+    /// Killed for not stopping within [`STOP_DEADLINE`].
+    learner_killed: bool,
+    /// When the learner last said anything (its progress deadline).
+    learner_heard: Instant,
     workers: Vec<Restartable>,
     evaluator: Restartable,
     evaluator_done: bool,
+    /// The evaluation in progress: its version and when it began.
+    evaluating: Option<(u64, Instant)>,
+    /// When the final evaluation was asked for.
+    finish_sent: Option<Instant>,
     total_restarts: u32,
     phase: Phase,
     phase_since: Instant,
@@ -104,21 +132,29 @@ struct Supervisor<'a> {
     buf: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum LearnerEnd {
     Finished(RunReport),
     Stopped(RunReport),
 }
 
+impl LearnerEnd {
+    fn report(&self) -> &RunReport {
+        match self {
+            LearnerEnd::Finished(r) | LearnerEnd::Stopped(r) => r,
+        }
+    }
+}
+
 /// Trains with separate learner, worker and evaluator processes (see the
-/// module documentation) until the step budget is spent or a signal is
-/// counted in `signals` (the first stops in order, the second at once).
+/// module documentation) until the step budget is spent or a stop is
+/// requested (the first stops in order, the second at once).
 pub fn train_multi_process(
     registry: &Registry,
     settings: &TrainSettings,
     run_dir: &RunDir,
     resume: Option<&ResumeFrom>,
-    signals: &AtomicUsize,
+    requests: &Requests,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
     let spec = spec_for(registry, settings)?;
@@ -150,15 +186,14 @@ pub fn train_multi_process(
         learner: None,
         learner_report: None,
         learner_failure: None,
+        learner_diverged: None,
+        learner_killed: false,
+        learner_heard: Instant::now(),
         workers: Vec::new(),
-        evaluator: Restartable {
-            label: "evaluator".into(),
-            handle: None,
-            generation: 0,
-            restarts: 0,
-            restart_at: None,
-        },
+        evaluator: Restartable::new("evaluator".into(), None),
         evaluator_done: false,
+        evaluating: None,
+        finish_sent: None,
         total_restarts: 0,
         phase: Phase::Training,
         phase_since: Instant::now(),
@@ -175,7 +210,7 @@ pub fn train_multi_process(
         final_version: None,
         buf: Vec::new(),
     };
-    let result = supervisor.run(signals);
+    let result = supervisor.run(requests);
     // Whatever happened, nothing we started outlives this call.
     supervisor.kill_and_reap_all();
     supervisor.remove_temporary_files();
@@ -193,7 +228,7 @@ impl Supervisor<'_> {
         }
     }
 
-    fn run(&mut self, signals: &AtomicUsize) -> Result<TrainSummary, RuntimeError> {
+    fn run(&mut self, requests: &Requests) -> Result<TrainSummary, RuntimeError> {
         let run_dir = self.run_dir.path().to_path_buf();
         let learner = spawn_child(
             "learner",
@@ -208,24 +243,24 @@ impl Supervisor<'_> {
         for k in 0..self.settings.run.num_workers {
             let handle = self.spawn_worker(k as u32, 0)?;
             self.workers
-                .push(Restartable::new(format!("worker {k}"), handle));
+                .push(Restartable::new(format!("worker {k}"), Some(handle)));
         }
         self.evaluator.handle = Some(self.spawn_evaluator(0)?);
-        if let Some(summary) = self.wait_for_learner(signals)? {
+        if let Some(summary) = self.wait_for_learner(requests)? {
             return Ok(summary);
         }
-        self.supervise(signals)
+        self.supervise(requests)
     }
 
-    /// Waits for the learner's `Ready`; `Some` when a signal ended the run
+    /// Waits for the learner's `Ready`; `Some` when a stop ended the run
     /// first.
     fn wait_for_learner(
         &mut self,
-        signals: &AtomicUsize,
+        requests: &Requests,
     ) -> Result<Option<TrainSummary>, RuntimeError> {
         let deadline = Instant::now() + LEARNER_START;
         loop {
-            if signals.load(Ordering::SeqCst) > 0 {
+            if requests.stops() > 0 {
                 return Ok(Some(self.summary(Ending::Interrupted)));
             }
             let learner = self
@@ -238,7 +273,10 @@ impl Supervisor<'_> {
                 )));
             }
             match recv_json::<LearnerToSupervisor>(&learner.control, &mut self.buf, Some(TICK)) {
-                Ok((LearnerToSupervisor::Ready, _)) => return Ok(None),
+                Ok((LearnerToSupervisor::Ready, _)) => {
+                    self.learner_heard = Instant::now();
+                    return Ok(None);
+                }
                 Ok((LearnerToSupervisor::Failed { message }, _)) => {
                     return Err(RuntimeError::Failed(format!(
                         "the learner failed to start: {message}"
@@ -324,31 +362,149 @@ impl Supervisor<'_> {
         }
     }
 
-    fn supervise(&mut self, signals: &AtomicUsize) -> Result<TrainSummary, RuntimeError> {
-        let mut handled_signals = 0;
+    /// Tells the learner to stop: the message, for when it waits, and
+    /// SIGUSR2, which abandons an update in progress at its next minibatch.
+    fn stop_learner(&mut self) {
+        self.send_to_learner(&SupervisorToLearner::Stop);
+        if let Some(learner) = &self.learner {
+            let pid = nix::unistd::Pid::from_raw(learner.pid() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2);
+        }
+    }
+
+    /// Ends the run in order with an error: the learner saves and exits.
+    fn give_up(&mut self, message: String, diverged: bool) {
+        if matches!(self.phase, Phase::GivingUp { .. }) {
+            return;
+        }
+        self.message(message.clone());
+        self.stop_learner();
+        self.send_to_evaluator(&SupervisorToEvaluator::Stop);
+        self.set_phase(Phase::GivingUp { message, diverged });
+    }
+
+    fn supervise(&mut self, requests: &Requests) -> Result<TrainSummary, RuntimeError> {
+        let mut handled_stops = 0;
+        let mut handled_checkpoints = requests.checkpoints();
+        let mut last_pass = Instant::now();
         loop {
-            let count = signals.load(Ordering::SeqCst);
-            if count >= 2 {
+            let stops = requests.stops();
+            if stops >= 2 {
                 self.message("second interrupt: stopping every process now".into());
                 self.kill_and_reap_all();
                 return Ok(self.summary(Ending::Interrupted));
             }
-            if count > handled_signals {
-                handled_signals = count;
-                if self.phase == Phase::Training || self.phase == Phase::Finishing {
+            if stops > handled_stops {
+                handled_stops = stops;
+                if matches!(self.phase, Phase::Training | Phase::Finishing) {
                     self.message(
-                        "stopping: the learner finishes its update and saves (interrupt again to stop at once)".into(),
+                        "stopping: the learner saves the state after its last update (interrupt again to stop at once)".into(),
                     );
-                    self.send_to_learner(&SupervisorToLearner::Stop);
+                    self.stop_learner();
                     self.send_to_evaluator(&SupervisorToEvaluator::Stop);
                     self.set_phase(Phase::Stopping);
                 }
             }
+            let checkpoints = requests.checkpoints();
+            if checkpoints > handled_checkpoints {
+                handled_checkpoints = checkpoints;
+                if self.phase == Phase::Training {
+                    self.send_to_learner(&SupervisorToLearner::Checkpoint);
+                } else {
+                    self.message("checkpoint request ignored: training is over".into());
+                }
+            }
             self.wait_and_read()?;
+            // A pass that took far longer than a tick: this process was
+            // stopped or starved; its deadlines move on by what it missed.
+            let gap = last_pass.elapsed();
+            last_pass = Instant::now();
+            if gap > SUSPENDED {
+                self.postpone_deadlines(gap);
+            }
             self.reap()?;
+            self.check_deadlines();
             self.restart_due()?;
             if let Some(summary) = self.finished()? {
                 return Ok(summary);
+            }
+        }
+    }
+
+    /// Moves every deadline on by `by` (see [`SUSPENDED`]).
+    fn postpone_deadlines(&mut self, by: Duration) {
+        self.learner_heard += by;
+        self.phase_since += by;
+        if let Some((_, since)) = &mut self.evaluating {
+            *since += by;
+        }
+        if let Some(sent) = &mut self.finish_sent {
+            *sent += by;
+        }
+    }
+
+    /// A stuck learner ends the run; a stuck evaluation is abandoned.
+    fn check_deadlines(&mut self) {
+        let learner_timeout = Duration::from_secs_f64(self.settings.run.learner_timeout_s);
+        if self.phase == Phase::Training
+            && self.learner.is_some()
+            && self.learner_report.is_none()
+            && self.learner_heard.elapsed() > learner_timeout
+        {
+            let state = self
+                .learner
+                .as_ref()
+                .and_then(|l| process_state(l.pid()))
+                .map_or(String::new(), |s| format!(" (its process is {s})"));
+            self.give_up(
+                format!(
+                    "the learner made no progress for {:.0} s ([run] learner_timeout_s){state}; stopping the run",
+                    learner_timeout.as_secs_f64()
+                ),
+                false,
+            );
+        }
+        let eval_timeout = Duration::from_secs_f64(self.settings.eval.timeout_s);
+        if let Some((version, since)) = self.evaluating {
+            if self.phase == Phase::Training && since.elapsed() > eval_timeout {
+                self.evaluating = None;
+                self.message(format!(
+                    "the evaluation of version {version} took more than {:.0} s ([eval] timeout_s); replacing the evaluator",
+                    eval_timeout.as_secs_f64()
+                ));
+                if let Some(h) = &mut self.evaluator.handle {
+                    h.kill();
+                }
+            }
+        }
+        if self.phase == Phase::Finishing
+            && !self.evaluator_done
+            && self.finish_sent.is_some_and(|t| t.elapsed() > eval_timeout)
+        {
+            self.message(format!(
+                "warning: the final evaluation did not finish within {:.0} s ([eval] timeout_s); the run ends without it",
+                eval_timeout.as_secs_f64()
+            ));
+            self.evaluator_done = true;
+            self.evaluator.restart_at = None;
+            if let Some(h) = &mut self.evaluator.handle {
+                h.kill();
+            }
+            self.send_to_learner(&SupervisorToLearner::Stop);
+        }
+        // A learner told to stop that does not exit in time is killed: what
+        // it had not saved is lost, and the summary says so.
+        if matches!(self.phase, Phase::Stopping | Phase::GivingUp { .. })
+            && self.phase_since.elapsed() > STOP_DEADLINE
+            && self.learner_report.is_none()
+        {
+            if let Some(learner) = self.learner.as_mut().filter(|_| !self.learner_killed) {
+                learner.kill();
+                self.learner_killed = true;
+                self.message(format!(
+                    "the learner did not save and exit within {} s of being told to stop; it was killed",
+                    STOP_DEADLINE.as_secs()
+                ));
             }
         }
     }
@@ -388,22 +544,24 @@ impl Supervisor<'_> {
 
     fn read_learner(&mut self) -> Result<(), RuntimeError> {
         while let Some(message) = next_message(self.learner.as_ref(), &mut self.buf)? {
+            self.learner_heard = Instant::now();
             match message {
-                LearnerToSupervisor::Ready => {}
+                LearnerToSupervisor::Ready | LearnerToSupervisor::Heartbeat => {}
                 LearnerToSupervisor::Updated(report) => self.on_update(&report),
                 LearnerToSupervisor::ReplaceWorker {
                     worker,
                     generation,
                     reason,
                 } => self.replace_worker(worker, generation, &reason),
+                LearnerToSupervisor::Saved { path } => {
+                    self.message(format!("checkpoint written: {path}"));
+                }
                 LearnerToSupervisor::Finished(report) => {
-                    self.learner_report = Some(LearnerEnd::Finished(report));
                     self.final_version = Some(report.updates);
+                    self.learner_report = Some(LearnerEnd::Finished(report));
                     if self.phase == Phase::Training {
                         self.set_phase(Phase::Finishing);
-                        self.send_to_evaluator(&SupervisorToEvaluator::Finish {
-                            final_version: report.updates,
-                        });
+                        self.ask_final_evaluation();
                     } else {
                         self.send_to_learner(&SupervisorToLearner::Stop);
                     }
@@ -419,9 +577,20 @@ impl Supervisor<'_> {
                 LearnerToSupervisor::Failed { message } => {
                     self.learner_failure = Some(message);
                 }
+                LearnerToSupervisor::Diverged { message } => {
+                    self.send_to_evaluator(&SupervisorToEvaluator::Stop);
+                    self.learner_diverged = Some(message);
+                }
             }
         }
         Ok(())
+    }
+
+    fn ask_final_evaluation(&mut self) {
+        if let Some(v) = self.final_version {
+            self.send_to_evaluator(&SupervisorToEvaluator::Finish { final_version: v });
+            self.finish_sent = Some(Instant::now());
+        }
     }
 
     fn on_update(&mut self, report: &UpdateReport) {
@@ -473,11 +642,15 @@ impl Supervisor<'_> {
             match message {
                 EvaluatorToSupervisor::Ready => {
                     // A replacement evaluator that starts after training ended.
-                    if let (Phase::Finishing, Some(v)) = (&self.phase, self.final_version) {
-                        self.send_to_evaluator(&SupervisorToEvaluator::Finish { final_version: v });
+                    if self.phase == Phase::Finishing && !self.evaluator_done {
+                        self.ask_final_evaluation();
                     }
                 }
+                EvaluatorToSupervisor::Started { version } => {
+                    self.evaluating = Some((version, Instant::now()));
+                }
                 EvaluatorToSupervisor::Evaluated(report) => {
+                    self.evaluating = None;
                     if report.new_best {
                         self.send_to_learner(&SupervisorToLearner::SaveBest {
                             version: report.policy_version,
@@ -509,13 +682,31 @@ impl Supervisor<'_> {
 
     fn read_worker(&mut self, k: usize) {
         let handle = self.workers[k].handle.as_ref();
-        if let Ok(Some(WorkerToSupervisor::Failed { message })) =
-            next_message(handle, &mut self.buf)
-        {
-            let generation = self.workers[k].generation;
-            self.message(format!(
-                "worker {k} (generation {generation}) failed: {message}"
-            ));
+        let message = match next_message(handle, &mut self.buf) {
+            Ok(Some(message)) => message,
+            _ => return,
+        };
+        let generation = self.workers[k].generation;
+        match message {
+            WorkerToSupervisor::Failed { message } => {
+                self.message(format!(
+                    "worker {k} (generation {generation}) failed: {message}"
+                ));
+                let slot = &mut self.workers[k];
+                let again = slot.last_failure.as_deref() == Some(message.as_str());
+                slot.last_failure = Some(message.clone());
+                if again && self.phase == Phase::Training {
+                    self.give_up(
+                        format!(
+                            "worker {k} failed the same way twice in a row, so a replacement would too: {message}"
+                        ),
+                        false,
+                    );
+                }
+            }
+            WorkerToSupervisor::Diverged { message } => {
+                self.give_up(format!("worker {k}: {message}"), true);
+            }
         }
     }
 
@@ -527,14 +718,24 @@ impl Supervisor<'_> {
                 // Read whatever it said last (Finished, Stopped, Failed).
                 self.read_learner()?;
                 self.learner = None;
+                if let Some(message) = self.learner_diverged.take() {
+                    return Err(RuntimeError::Diverged(message));
+                }
                 if self.learner_report.is_none() {
-                    let why = match self.learner_failure.take() {
-                        Some(message) => format!("the learner failed: {message}"),
-                        None => format!("the learner process died unexpectedly ({status})"),
+                    let why = match (&self.phase, self.learner_failure.take()) {
+                        // The run's own end says what was and was not saved.
+                        (Phase::GivingUp { .. }, _) => None,
+                        (Phase::Stopping, None) if self.learner_killed => None,
+                        (_, Some(message)) => Some(format!("the learner failed: {message}")),
+                        (_, None) => {
+                            Some(format!("the learner process died unexpectedly ({status})"))
+                        }
                     };
-                    return Err(RuntimeError::Failed(format!(
-                        "{why}; every process was stopped"
-                    )));
+                    if let Some(why) = why {
+                        return Err(RuntimeError::Failed(format!(
+                            "{why}; every process was stopped"
+                        )));
+                    }
                 }
             }
         }
@@ -550,7 +751,7 @@ impl Supervisor<'_> {
             self.read_worker(k);
             let slot = &mut self.workers[k];
             slot.handle = None;
-            if training {
+            if training && self.phase == Phase::Training {
                 let label = slot.label.clone();
                 self.schedule_restart(Target::Worker(k), &format!("{label} exited ({status})"));
             }
@@ -559,8 +760,9 @@ impl Supervisor<'_> {
             if let Some(status) = handle.process.try_wait().map_err(io_error)? {
                 self.read_evaluator()?;
                 self.evaluator.handle = None;
+                self.evaluating = None;
                 let expected = self.evaluator_done
-                    || matches!(self.phase, Phase::Stopping | Phase::GivingUp(_));
+                    || matches!(self.phase, Phase::Stopping | Phase::GivingUp { .. });
                 if !expected {
                     self.schedule_restart(
                         Target::Evaluator,
@@ -576,14 +778,13 @@ impl Supervisor<'_> {
         self.total_restarts += 1;
         let limit = self.settings.run.max_restarts;
         if self.total_restarts > limit {
-            let message = format!(
-                "{what}; that is {} restarts, more than [run] max_restarts = {limit}; stopping the run",
-                self.total_restarts
+            self.give_up(
+                format!(
+                    "{what}; that is {} restarts, more than [run] max_restarts = {limit}; stopping the run",
+                    self.total_restarts
+                ),
+                false,
             );
-            self.message(message.clone());
-            self.send_to_learner(&SupervisorToLearner::Stop);
-            self.send_to_evaluator(&SupervisorToEvaluator::Stop);
-            self.set_phase(Phase::GivingUp(message));
             return;
         }
         let slot = match target {
@@ -622,7 +823,7 @@ impl Supervisor<'_> {
         }
         if self.evaluator.restart_at.is_some_and(|t| t <= now) {
             self.evaluator.restart_at = None;
-            if restarting {
+            if restarting && !self.evaluator_done {
                 let generation = self.evaluator.generation + 1;
                 self.evaluator.handle = Some(self.spawn_evaluator(generation)?);
                 self.evaluator.generation = generation;
@@ -646,12 +847,13 @@ impl Supervisor<'_> {
             }
         }
         // A stopping evaluator gets the same grace for the evaluation it is in.
-        let stopping = matches!(self.phase, Phase::Stopping | Phase::GivingUp(_));
+        let stopping = matches!(self.phase, Phase::Stopping | Phase::GivingUp { .. });
         if stopping && self.phase_since.elapsed() > EXIT_GRACE {
             if let Some(h) = &mut self.evaluator.handle {
                 h.kill();
             }
         }
+        let all_gone = learner_gone && !workers_running && evaluator_gone;
         match &self.phase {
             Phase::Training => Ok(None),
             Phase::Finishing => {
@@ -663,46 +865,48 @@ impl Supervisor<'_> {
                     Ok(None)
                 }
             }
-            Phase::Stopping => {
-                if learner_gone && !workers_running && evaluator_gone {
-                    Ok(Some(self.summary(Ending::Interrupted)))
-                } else {
-                    Ok(None)
-                }
-            }
-            Phase::GivingUp(message) => {
-                if learner_gone && !workers_running && evaluator_gone {
-                    let saved = match self.learner_report {
-                        Some(LearnerEnd::Stopped(r)) | Some(LearnerEnd::Finished(r)) => format!(
-                            "; the weights after {} updates ({} env steps) are saved in {}",
+            Phase::Stopping if all_gone => Ok(Some(self.summary(Ending::Interrupted))),
+            Phase::GivingUp { message, diverged } if all_gone => {
+                let saved = match &self.learner_report {
+                    Some(end) => {
+                        let r = end.report();
+                        format!(
+                            "; the weights after {} updates ({} env steps) are saved in {}{}",
                             r.updates,
                             r.env_steps,
-                            self.run_dir.path().join(crate::POLICY_FILE).display()
-                        ),
-                        None => String::new(),
-                    };
-                    Err(RuntimeError::Failed(format!("{message}{saved}")))
+                            r.policy_file,
+                            r.checkpoint
+                                .as_ref()
+                                .map_or(String::new(), |c| format!(" and {c}"))
+                        )
+                    }
+                    None => format!(
+                        "; nothing was saved at the stop ({})",
+                        crate::checkpoint::newest_checkpoint_note(self.run_dir.path())
+                    ),
+                };
+                let message = format!("{message}{saved}");
+                Err(if *diverged {
+                    RuntimeError::Diverged(message)
                 } else {
-                    Ok(None)
-                }
+                    RuntimeError::Failed(message)
+                })
             }
+            Phase::Stopping | Phase::GivingUp { .. } => Ok(None),
         }
     }
 
     fn summary(&self, ending: Ending) -> TrainSummary {
-        let (env_steps, updates, rejected) = match self.learner_report {
-            Some(LearnerEnd::Finished(r)) | Some(LearnerEnd::Stopped(r)) => {
-                (r.env_steps, r.updates, r.rejected_messages)
-            }
-            None => (self.progress.env_steps, self.progress.updates, 0),
-        };
+        let report = self.learner_report.as_ref().map(LearnerEnd::report);
         TrainSummary {
             ending,
-            env_steps,
-            updates,
+            env_steps: report.map_or(self.progress.env_steps, |r| r.env_steps),
+            updates: report.map_or(self.progress.updates, |r| r.updates),
             last_eval: self.last_eval.clone(),
             restarts: self.total_restarts,
-            rejected_messages: rejected,
+            rejected_messages: report.map_or(0, |r| r.rejected_messages),
+            policy_file: report.map(|r| r.policy_file.clone().into()),
+            checkpoint: report.and_then(|r| r.checkpoint.clone().map(Into::into)),
         }
     }
 
@@ -723,6 +927,24 @@ impl Supervisor<'_> {
         crate::run_dir::remove_stale_temporaries(self.run_dir.path());
         crate::run_dir::remove_stale_temporaries(&self.run_dir.path().join("checkpoints"));
     }
+}
+
+/// A process's state in words, from `/proc` ("stopped (SIGSTOP or
+/// Ctrl-Z)", "running"), for messages about a stuck process.
+fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    Some(
+        match state {
+            'T' | 't' => "stopped (SIGSTOP, or traced)",
+            'D' => "waiting for the disk or the kernel (uninterruptible sleep)",
+            'R' => "running",
+            'S' => "sleeping",
+            'Z' => "a zombie",
+            _ => "in an unknown state",
+        }
+        .to_string(),
+    )
 }
 
 /// The next message waiting on a child's control channel, if any (none

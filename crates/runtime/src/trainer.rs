@@ -1,13 +1,15 @@
 //! The single-process training loop: collect, update, evaluate, record.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice, DeviceError};
-use rl_algo::ppo::{Backend, PpoLearner, UpdateStats};
+use rl_algo::divergence::Divergence;
+use rl_algo::ppo::{Backend, PpoConfig, PpoLearner, UpdateError, UpdateStats};
 use rl_env::{EnvError, Registry, Space};
-use rl_policy::{ActionHead, Policy, PolicyError, PolicySpec, RolloutCollector};
+use rl_policy::{ActionHead, CollectError, Policy, PolicyError, PolicySpec, RolloutCollector};
 
 use crate::checkpoint::CheckpointKind;
 use crate::eval::{evaluate, next_eval_after, EvalRecorder};
@@ -35,6 +37,67 @@ pub enum RuntimeError {
     Setup(String),
     #[error("{0}")]
     Failed(String),
+    /// Training diverged; the message says where, why, what was kept and
+    /// how to continue.
+    #[error("{0}")]
+    Diverged(String),
+}
+
+impl From<CollectError> for RuntimeError {
+    fn from(e: CollectError) -> Self {
+        match e {
+            CollectError::Env(e) => RuntimeError::Env(e),
+            e @ CollectError::PolicyNotFinite { .. } => RuntimeError::Diverged(e.to_string()),
+        }
+    }
+}
+
+/// What the user, a terminal or a cluster asked of a running training, by
+/// signal: counted by the command's signal handlers, read by the loops.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// Stop requests (SIGINT, SIGTERM, SIGHUP): the first ends the run in
+    /// order (the update in progress is abandoned, the state saved), a
+    /// second at once.
+    pub stops: AtomicUsize,
+    /// Checkpoint-now requests (SIGUSR1).
+    pub checkpoints: AtomicUsize,
+}
+
+impl Requests {
+    pub fn stops(&self) -> usize {
+        self.stops.load(Ordering::SeqCst)
+    }
+
+    pub fn checkpoints(&self) -> usize {
+        self.checkpoints.load(Ordering::SeqCst)
+    }
+}
+
+/// The message of a diverged run: what went non-finite, where the last
+/// finite state is, and the command that continues with other settings.
+pub(crate) fn divergence_message(
+    divergence: &Divergence,
+    run_dir: &Path,
+    policy: &Path,
+    checkpoint: &Path,
+    updates_done: u64,
+) -> String {
+    let example = divergence.suspects.first().and_then(|(key, _)| {
+        let (table, field) = key.split_once('.')?;
+        let defaults = serde_json::to_value(PpoConfig::default()).ok()?;
+        let value = (table == "ppo")
+            .then(|| defaults.get(field).cloned())
+            .flatten()?;
+        Some(format!(" --set {key}={value}"))
+    });
+    format!(
+        "{divergence}. Nothing non-finite was published or saved: the weights after update {updates_done} are in {} and {}; to continue from there with other settings: train --resume {}{}",
+        policy.display(),
+        checkpoint.display(),
+        run_dir.display(),
+        example.unwrap_or_else(|| " --set ppo.KEY=VALUE".to_string())
+    )
 }
 
 /// Where a run stands, for status lines.
@@ -88,6 +151,11 @@ pub struct TrainSummary {
     pub restarts: u32,
     /// Worker messages the learner rejected.
     pub rejected_messages: u64,
+    /// The policy file the end of the run wrote, once written and synced
+    /// (`None`: the run stopped without saving, at a second interrupt).
+    pub policy_file: Option<PathBuf>,
+    /// The checkpoint the end of the run wrote, once written and synced.
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// The policy architecture for an env's spaces and the network settings.
@@ -177,14 +245,16 @@ pub(crate) fn resume_seed(seed: u64, updates: u64) -> u64 {
 }
 
 /// Trains PPO in this process with the settings, writing the run directory,
-/// until the step budget is spent or `stop` is set (checked between
-/// updates); from a checkpoint when `resume` is given.
+/// until the step budget is spent or a stop is requested (the update in
+/// progress is then abandoned, see [`PpoLearner::update`]); from a
+/// checkpoint when `resume` is given. A checkpoint is written at each
+/// checkpoint-now request.
 pub fn train_in_process(
     registry: &Registry,
     settings: &TrainSettings,
     run_dir: &RunDir,
     resume: Option<&ResumeFrom>,
-    stop: &AtomicBool,
+    requests: &Requests,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
     let seed = settings.run.seed;
@@ -258,13 +328,14 @@ pub fn train_in_process(
         episode_return_mean: recent_returns.mean(),
         last_eval_return: None,
     };
+    // `snapshot`: the collector's state at the start of the round after the
+    // learner's last update (the two belong together in a checkpoint).
     let checkpoint = |kind: CheckpointKind,
                       learner: &PpoLearner,
-                      collector: &RolloutCollector,
+                      snapshot: Vec<u8>,
                       recent: &RecentReturns,
                       train_time: Duration|
-     -> Result<(), RuntimeError> {
-        let snapshot = collector.snapshot().unwrap_or_default();
+     -> Result<PathBuf, RuntimeError> {
         let c = checkpointer.build(
             kind,
             learner,
@@ -272,8 +343,7 @@ pub fn train_in_process(
             (start.elapsed().as_secs_f64(), train_time.as_secs_f64()),
             recent.to_vec(),
         );
-        checkpointer.write(&c)?;
-        Ok(())
+        checkpointer.write(&c)
     };
 
     let mut evaluate_now = |learner: &PpoLearner,
@@ -303,15 +373,62 @@ pub fn train_in_process(
         Ok((result, best))
     };
 
+    let mut checkpoints_handled = requests.checkpoints();
+    let mut last_checkpoint = None;
+    let mut round_start = collector.snapshot().unwrap_or_default();
+    let abandon = || requests.stops() > 0;
     while learner.updates_done < num_updates {
-        if stop.load(Ordering::SeqCst) {
+        if abandon() {
             ending = Ending::Interrupted;
             break;
+        }
+        let requested = requests.checkpoints();
+        if requested > checkpoints_handled {
+            checkpoints_handled = requested;
+            let path = checkpoint(
+                CheckpointKind::Periodic,
+                &learner,
+                round_start.clone(),
+                &recent_returns,
+                train_time,
+            )?;
+            observer.on_message(&format!("train: checkpoint written: {}", path.display()));
         }
         let update_start = Instant::now();
         collector.set_policy(&learner.policy_weights(), learner.obs_norm.clone())?;
         let rollout = collector.collect(num_steps)?;
-        let stats = learner.update(&rollout);
+        let stats = match learner.update(&rollout, &abandon) {
+            Ok(stats) => stats,
+            Err(UpdateError::Abandoned) => {
+                ending = Ending::Interrupted;
+                break;
+            }
+            Err(UpdateError::Diverged(divergence)) => {
+                // The learner is back at its state before this update: save
+                // it with the envs as they were before this round.
+                let path = checkpoint(
+                    CheckpointKind::Stop,
+                    &learner,
+                    round_start,
+                    &recent_returns,
+                    train_time,
+                )?;
+                let policy = run_dir.write_policy(
+                    &spec,
+                    &settings.env.id,
+                    &learner.policy_weights(),
+                    learner.obs_norm.as_ref(),
+                )?;
+                return Err(RuntimeError::Diverged(divergence_message(
+                    &divergence,
+                    run_dir.path(),
+                    &policy,
+                    &path,
+                    learner.updates_done,
+                )));
+            }
+        };
+        round_start = collector.snapshot().unwrap_or_default();
         train_time += update_start.elapsed();
         env_steps += steps_per_update;
 
@@ -332,40 +449,40 @@ pub fn train_in_process(
                 checkpoint(
                     CheckpointKind::Best,
                     &learner,
-                    &collector,
+                    round_start.clone(),
                     &recent_returns,
                     train_time,
                 )?;
             }
         }
         if learner.updates_done == num_updates {
-            checkpoint(
+            last_checkpoint = Some(checkpoint(
                 CheckpointKind::Final,
                 &learner,
-                &collector,
+                round_start.clone(),
                 &recent_returns,
                 train_time,
-            )?;
+            )?);
         } else if checkpointer.due(learner.updates_done) {
             checkpoint(
                 CheckpointKind::Periodic,
                 &learner,
-                &collector,
+                round_start.clone(),
                 &recent_returns,
                 train_time,
             )?;
         }
     }
     if ending == Ending::Interrupted {
-        checkpoint(
+        last_checkpoint = Some(checkpoint(
             CheckpointKind::Stop,
             &learner,
-            &collector,
+            round_start,
             &recent_returns,
             train_time,
-        )?;
+        )?);
     }
-    run_dir.write_policy(
+    let policy_file = run_dir.write_policy(
         &spec,
         &settings.env.id,
         &learner.policy_weights(),
@@ -379,6 +496,8 @@ pub fn train_in_process(
         last_eval,
         restarts: 0,
         rejected_messages: 0,
+        policy_file: Some(policy_file),
+        checkpoint: last_checkpoint,
     })
 }
 

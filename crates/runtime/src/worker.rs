@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rl_env::rng::derive_seed;
 use rl_env::Registry;
-use rl_ipc::messages::{ToLearner, ToWorker, WorkerToSupervisor};
+use rl_ipc::messages::{send_json, ToLearner, ToWorker, WorkerToSupervisor};
 use rl_ipc::{Channel, ChannelError, RolloutSlot};
 use rl_policy::{ObsNormalizer, Policy, Rollout, RolloutCollector};
 
@@ -65,15 +65,26 @@ pub(crate) fn run_worker(
         .next()
         .map(Channel::from_fd)
         .ok_or_else(|| RuntimeError::Setup("the setup carried no data channel".into()))?;
-    let result = match work(registry, &context.settings, &context.block, &data, id) {
+    match work(registry, &context.settings, &context.block, &data, id) {
         // The learner is gone: the run is over, one way or another, and the
         // supervisor knows why.
         Err(RuntimeError::Channel(ChannelError::Closed)) => Ok(()),
-        other => other,
-    };
-    report_failure(&context.control, result, |message| {
-        WorkerToSupervisor::Failed { message }
-    })
+        // The weights' fault, not this worker's: said as such, so that the
+        // supervisor ends the run instead of replacing workers.
+        Err(RuntimeError::Diverged(message)) => {
+            let _ = send_json(
+                &context.control,
+                &WorkerToSupervisor::Diverged {
+                    message: message.clone(),
+                },
+                &[],
+            );
+            Err(RuntimeError::Diverged(message))
+        }
+        other => report_failure(&context.control, other, |message| {
+            WorkerToSupervisor::Failed { message }
+        }),
+    }
 }
 
 fn work(
