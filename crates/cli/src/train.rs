@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -299,9 +299,16 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
     // at once. SIGUSR1: write a checkpoint now.
     let requests = Arc::new(Requests::default());
     let first_signal = Arc::new(AtomicI32::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
     let multi_process = loaded.settings.run.num_workers > 0;
-    if let Err(e) = install_signal_handlers(multi_process, &requests, &first_signal, run_dir.path())
-    {
+    let handlers = install_signal_handlers(
+        multi_process,
+        &requests,
+        &first_signal,
+        &finished,
+        run_dir.path(),
+    );
+    if let Err(e) = handlers {
         errln!("train: cannot install the signal handlers: {e}");
         return exit::FAILED;
     }
@@ -330,6 +337,9 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             &mut status,
         )
     };
+    // What the run saved is saved: a second signal from now on only ends
+    // the process, and the messages below say what is where.
+    finished.store(true, Ordering::SeqCst);
     status.finish();
     match result {
         Ok(summary) => {
@@ -430,6 +440,7 @@ fn install_signal_handlers(
     multi_process: bool,
     requests: &Arc<Requests>,
     first_signal: &Arc<AtomicI32>,
+    finished: &Arc<AtomicBool>,
     run_dir: &Path,
 ) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -443,6 +454,7 @@ fn install_signal_handlers(
         let requests = Arc::clone(requests);
         let first = Arc::clone(first_signal);
         let message = Arc::clone(&message);
+        let finished = Arc::clone(finished);
         // SAFETY: the handler touches only atomics and makes only
         // async-signal-safe calls (write, _exit).
         unsafe {
@@ -450,7 +462,9 @@ fn install_signal_handlers(
                 let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 let before = requests.stops.fetch_add(1, Ordering::SeqCst);
                 if !multi_process && before >= 1 {
-                    libc::write(2, message.as_ptr().cast(), message.len());
+                    if !finished.load(Ordering::SeqCst) {
+                        libc::write(2, message.as_ptr().cast(), message.len());
+                    }
                     libc::_exit(i32::from(signal_exit_code(first.load(Ordering::SeqCst))));
                 }
             })?;

@@ -140,17 +140,22 @@ pub fn read_scalars(path: &Path) -> io::Result<Vec<Scalar>> {
 /// record cut short by a killed writer, a flipped bit), and what the damage
 /// is, if any.
 pub fn read_scalars_until_damage(path: &Path) -> io::Result<(Vec<Scalar>, Option<String>)> {
-    let bytes = std::fs::read(path)?;
+    Ok(scalars_until_damage(&std::fs::read(path)?))
+}
+
+/// The scalars of an event file's bytes up to the first damaged record, and
+/// what the damage is, if any (see [`read_scalars_until_damage`]).
+pub fn scalars_until_damage(bytes: &[u8]) -> (Vec<Scalar>, Option<String>) {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let Some(header) = bytes.get(at..at.saturating_add(12)) else {
-            return Ok((out, Some("truncated record header".into())));
+            return (out, Some("truncated record header".into()));
         };
         let mut len_bytes = [0u8; 8];
         len_bytes.copy_from_slice(&header[..8]);
         if masked(&header[..8]).to_le_bytes() != header[8..12] {
-            return Ok((out, Some("length checksum".into())));
+            return (out, Some("length checksum".into()));
         }
         let len = usize::try_from(u64::from_le_bytes(len_bytes)).unwrap_or(usize::MAX);
         let data_end = (at + 12).saturating_add(len);
@@ -158,19 +163,19 @@ pub fn read_scalars_until_damage(path: &Path) -> io::Result<(Vec<Scalar>, Option
             bytes.get(at + 12..data_end),
             bytes.get(data_end..data_end.saturating_add(4)),
         ) else {
-            return Ok((out, Some("truncated record".into())));
+            return (out, Some("truncated record".into()));
         };
         if masked(data).to_le_bytes() != crc {
-            return Ok((out, Some("data checksum".into())));
+            return (out, Some("data checksum".into()));
         }
         let mut event = Vec::new();
         if let Err(e) = parse_event(data, &mut event) {
-            return Ok((out, Some(e)));
+            return (out, Some(e));
         }
         out.extend(event);
         at = data_end + 4;
     }
-    Ok((out, None))
+    (out, None)
 }
 
 struct Reader<'a> {

@@ -52,6 +52,27 @@ pub fn shm_entries() -> BTreeSet<String> {
 
 impl Run {
     pub fn start(name: &str, config_text: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Run::spawn(name, config_text, args, env, false)
+    }
+
+    /// `train` as the leader of its own process group, as a shell job,
+    /// `timeout`, systemd or Slurm start it: signals can go to the group.
+    pub fn start_in_own_group(
+        name: &str,
+        config_text: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
+        Run::spawn(name, config_text, args, env, true)
+    }
+
+    fn spawn(
+        name: &str,
+        config_text: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        own_group: bool,
+    ) -> Run {
         let scratch = Scratch::new(name);
         let cfg = scratch.0.join("cfg.toml");
         std::fs::write(&cfg, config_text).unwrap();
@@ -71,6 +92,10 @@ impl Run {
             .stderr(File::create(scratch.0.join("stderr")).unwrap());
         for (k, v) in env {
             command.env(k, v);
+        }
+        if own_group {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
         }
         let child = command.spawn().unwrap();
         let mut seen = BTreeSet::new();
@@ -183,6 +208,31 @@ impl Run {
         assert!(status.success(), "kill -{signal} {pid}");
     }
 
+    /// `kill -SIGNAL -- -PGID`: every process of the run at once (see
+    /// [`Run::start_in_own_group`]).
+    pub fn signal_group(&self, signal: &str) {
+        let group = format!("-{}", self.child.id());
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), "--", &group])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} -- {group}");
+    }
+
+    /// Waits until `stderr` contains `text`.
+    pub fn wait_for_stderr(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr().contains(text) {
+            self.children();
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} within {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// No process of the run is left (running or zombie), no shared-memory
     /// segment appeared, no temporary file is in the run directory.
     pub fn assert_nothing_left(&mut self) {
@@ -269,4 +319,40 @@ pub fn process_state(pid: u32) -> Option<char> {
 /// Column `i` of every row.
 pub fn column(rows: &[Vec<String>], i: usize) -> Vec<String> {
     rows.iter().map(|r| r[i].clone()).collect()
+}
+
+/// Runs `train` (or another of our binaries) with `args` to its end, within
+/// `limit`.
+pub fn run_to_end(binary: &str, args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env_remove("FERRORL_FAULT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{binary} {args:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Standard output and error of a finished command, for messages.
+pub fn shown(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
