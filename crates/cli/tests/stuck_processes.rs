@@ -1,7 +1,8 @@
 //! Every wait on another process has a deadline and a message, on real
 //! processes: a stopped evaluator cannot hold the end of a run, a stopped
-//! learner is reported and the run stopped, and a run suspended as a whole
-//! (Ctrl-Z, `kill -STOP` of the job) blames nobody when it continues.
+//! learner is reported and the run stopped, a worker that fails the same
+//! way each time does not burn through restarts, and a run suspended as a
+//! whole (Ctrl-Z, `kill -STOP` of the job) blames nobody when it continues.
 
 #![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
 
@@ -112,5 +113,30 @@ fn a_run_suspended_as_a_whole_continues_without_blaming_anyone() {
         run.output()
     );
     assert_eq!(run.train_rows().len(), 60);
+    run.assert_nothing_left();
+}
+
+#[test]
+fn a_worker_that_fails_the_same_way_twice_stops_the_run_instead_of_a_crash_loop() {
+    let cfg = config(
+        1000,
+        "interval_steps = 1024",
+        "worker_timeout_s = 20\nmax_restarts = 100",
+    );
+    let mut run = Run::start(
+        "same-failure",
+        &cfg,
+        &[],
+        &[("FERRORL_FAULT", "worker=1 generation=* round=1 kind=fail")],
+    );
+    run.expect_exit(1, Duration::from_secs(120));
+    let err = run.stderr();
+    assert!(
+        err.contains("worker 1 failed the same way twice in a row")
+            && err.contains("an injected failure"),
+        "{}",
+        run.output()
+    );
+    assert!(err.contains("saved in"), "{}", run.output());
     run.assert_nothing_left();
 }

@@ -501,6 +501,22 @@ mod tests {
     /// over several collectors, placed back by global env index, give exactly
     /// the rollout one collector over all envs gives.
     #[test]
+    fn weights_that_compute_non_finite_numbers_are_named_as_the_fault() {
+        for env in ["CartPole-v1", "Pendulum-v1"] {
+            let mut c = collector(env, 3, 4, false);
+            // Finite weights whose outputs overflow float32.
+            let huge = vec![3e38_f32; c.policy_mut().weights().len()];
+            c.set_policy(&huge, None).unwrap();
+            match c.collect(4) {
+                Err(CollectError::PolicyNotFinite { env: e, step, .. }) => {
+                    assert_eq!((e, step), (4, 0), "{env}: the first env at the first step");
+                }
+                other => panic!("{env}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn rollouts_split_over_collectors_merge_into_the_single_collector_rollout() {
         for (env_id, normalize) in [("CartPole-v1", false), ("Pendulum-v1", true)] {
             let mut whole = collector(env_id, 20, 0, normalize);

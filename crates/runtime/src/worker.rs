@@ -174,6 +174,11 @@ fn work(
             norm.stats.var.copy_from_slice(&stats[obs_dim..2 * obs_dim]);
         }
         collector.collect_into(num_steps, &mut rollout)?;
+        if fault.fires(round, FaultKind::Fail) {
+            return Err(RuntimeError::Failed(
+                "an injected failure (FERRORL_FAULT kind=fail)".into(),
+            ));
+        }
         if fault.fires(round, FaultKind::NotFinite) {
             rollout.rewards[0] = f32::NAN;
         }
@@ -205,6 +210,8 @@ enum FaultKind {
     Hang,
     /// Exit before saying hello to the learner.
     ExitAtStart,
+    /// Fail with an error message after collecting (an env that raises).
+    Fail,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +248,7 @@ impl Fault {
                         "die" => Some(FaultKind::Die),
                         "hang" => Some(FaultKind::Hang),
                         "exit_at_start" => Some(FaultKind::ExitAtStart),
+                        "fail" => Some(FaultKind::Fail),
                         _ => None,
                     }
                 }
@@ -286,7 +294,7 @@ impl Fault {
                 // Continued (SIGCONT) after being replaced: still a late worker.
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Some(FaultKind::NotFinite | FaultKind::ExitAtStart) | None => {}
+            Some(FaultKind::NotFinite | FaultKind::ExitAtStart | FaultKind::Fail) | None => {}
         }
     }
 }
