@@ -328,6 +328,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
     let mut merged = Rollout::default();
     let mut stats_buf = Vec::new();
     let mut stopped = false;
+    let mut diverged = None;
     let mut final_checkpoint: Option<PathBuf> = None;
     while l.learner.updates_done < num_updates {
         publish(block, &l.learner, &mut stats_buf)?;
@@ -356,24 +357,9 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
             }
             Err(UpdateError::Diverged(divergence)) => {
                 // Back at the state before this update, which the snapshots
-                // not yet committed belong with.
-                let checkpoint = l.checkpointer.write(&l.checkpoint(CheckpointKind::Stop))?;
-                l.pool.stop_all();
-                let policy = run_dir.write_policy(
-                    &spec,
-                    &settings.env.id,
-                    &l.learner.policy_weights(),
-                    l.learner.obs_norm.as_ref(),
-                )?;
-                let message = divergence_message(
-                    &divergence,
-                    run_dir.path(),
-                    &policy,
-                    &checkpoint,
-                    l.learner.updates_done,
-                );
-                send_json(l.control, &LearnerToSupervisor::Diverged { message }, &[])?;
-                return Ok(());
+                // not yet committed belong with: saved below.
+                diverged = Some(divergence);
+                break;
             }
         };
         l.pool.commit_round();
@@ -414,7 +400,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
             break;
         }
     }
-    if stopped {
+    if stopped || diverged.is_some() {
         final_checkpoint = Some(l.checkpointer.write(&l.checkpoint(CheckpointKind::Stop))?);
     }
     l.pool.stop_all();
@@ -424,6 +410,17 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         &l.learner.policy_weights(),
         l.learner.obs_norm.as_ref(),
     )?;
+    if let Some(divergence) = diverged {
+        let message = divergence_message(
+            &divergence,
+            run_dir.path(),
+            &policy,
+            final_checkpoint.as_deref(),
+            l.learner.updates_done,
+        );
+        send_json(l.control, &LearnerToSupervisor::Diverged { message }, &[])?;
+        return Ok(());
+    }
     // Sent only now: the files it names are written and synced.
     let report = RunReport {
         env_steps: l.learner.updates_done * steps_per_update,

@@ -477,9 +477,11 @@ impl Supervisor<'_> {
                 }
             }
         }
+        // From the request (or from the end of training, while a
+        // replacement evaluator is not yet there to ask).
         if self.phase == Phase::Finishing
             && !self.evaluator_done
-            && self.finish_sent.is_some_and(|t| t.elapsed() > eval_timeout)
+            && self.finish_sent.unwrap_or(self.phase_since).elapsed() > eval_timeout
         {
             self.message(format!(
                 "warning: the final evaluation did not finish within {:.0} s ([eval] timeout_s); the run ends without it",
@@ -496,15 +498,16 @@ impl Supervisor<'_> {
         // it had not saved is lost, and the summary says so.
         if matches!(self.phase, Phase::Stopping | Phase::GivingUp { .. })
             && self.phase_since.elapsed() > STOP_DEADLINE
-            && self.learner_report.is_none()
         {
             if let Some(learner) = self.learner.as_mut().filter(|_| !self.learner_killed) {
                 learner.kill();
                 self.learner_killed = true;
-                self.message(format!(
-                    "the learner did not save and exit within {} s of being told to stop; it was killed",
-                    STOP_DEADLINE.as_secs()
-                ));
+                if self.learner_report.is_none() {
+                    self.message(format!(
+                        "the learner did not save and exit within {} s of being told to stop; it was killed",
+                        STOP_DEADLINE.as_secs()
+                    ));
+                }
             }
         }
     }

@@ -80,7 +80,7 @@ pub(crate) fn divergence_message(
     divergence: &Divergence,
     run_dir: &Path,
     policy: &Path,
-    checkpoint: &Path,
+    checkpoint: Option<&Path>,
     updates_done: u64,
 ) -> String {
     let example = divergence.suspects.first().and_then(|(key, _)| {
@@ -92,9 +92,9 @@ pub(crate) fn divergence_message(
         Some(format!(" --set {key}={value}"))
     });
     format!(
-        "{divergence}. Nothing non-finite was published or saved: the weights after update {updates_done} are in {} and {}; to continue from there with other settings: train --resume {}{}",
+        "{divergence}. Nothing non-finite was published or saved: the weights after update {updates_done} are in {}{}; to continue from there with other settings: train --resume {}{}",
         policy.display(),
-        checkpoint.display(),
+        checkpoint.map_or(String::new(), |c| format!(" and {}", c.display())),
         run_dir.display(),
         example.unwrap_or_else(|| " --set ppo.KEY=VALUE".to_string())
     )
@@ -377,6 +377,7 @@ pub fn train_in_process(
     let mut last_checkpoint = None;
     let mut round_start = collector.snapshot().unwrap_or_default();
     let abandon = || requests.stops() > 0;
+    let mut diverged = None;
     while learner.updates_done < num_updates {
         if abandon() {
             ending = Ending::Interrupted;
@@ -404,28 +405,10 @@ pub fn train_in_process(
                 break;
             }
             Err(UpdateError::Diverged(divergence)) => {
-                // The learner is back at its state before this update: save
-                // it with the envs as they were before this round.
-                let path = checkpoint(
-                    CheckpointKind::Stop,
-                    &learner,
-                    round_start,
-                    &recent_returns,
-                    train_time,
-                )?;
-                let policy = run_dir.write_policy(
-                    &spec,
-                    &settings.env.id,
-                    &learner.policy_weights(),
-                    learner.obs_norm.as_ref(),
-                )?;
-                return Err(RuntimeError::Diverged(divergence_message(
-                    &divergence,
-                    run_dir.path(),
-                    &policy,
-                    &path,
-                    learner.updates_done,
-                )));
+                // The learner is back at its state before this update, which
+                // the envs' state before this round goes with: saved below.
+                diverged = Some(divergence);
+                break;
             }
         };
         round_start = collector.snapshot().unwrap_or_default();
@@ -473,7 +456,7 @@ pub fn train_in_process(
             )?;
         }
     }
-    if ending == Ending::Interrupted {
+    if ending == Ending::Interrupted || diverged.is_some() {
         last_checkpoint = Some(checkpoint(
             CheckpointKind::Stop,
             &learner,
@@ -489,6 +472,15 @@ pub fn train_in_process(
         learner.obs_norm.as_ref(),
     )?;
     crate::run_dir::remove_stale_temporaries(run_dir.path());
+    if let Some(divergence) = diverged {
+        return Err(RuntimeError::Diverged(divergence_message(
+            &divergence,
+            run_dir.path(),
+            &policy_file,
+            last_checkpoint.as_deref(),
+            learner.updates_done,
+        )));
+    }
     Ok(TrainSummary {
         ending,
         env_steps,
