@@ -6,12 +6,15 @@
 //!                                                            worker processes -> receiver
 //! bench broadcast                                            weight publish -> every worker read
 //! bench transport                                            rollout payloads worker -> learner
+//! bench learner-compare [--device D]                         one update on each engine, compared
+//! bench learner-time [--device D] [--hidden 64,64] [--batch B] ...  ms per minibatch step
 //! ```
 //!
 //! The figures and the commands that reproduce them are in the README.
 
 mod envs;
 mod ipc;
+mod learner;
 mod rollout;
 
 use std::process::ExitCode;
@@ -23,6 +26,8 @@ fn usage() -> &'static str {
      \x20      bench rollout [--seconds S] [--workers N]... [--envs-per-worker E]... [--num-steps T]\n\
      \x20      bench broadcast\n\
      \x20      bench transport\n\
+     \x20      bench learner-compare [--device cpu|cuda]\n\
+     \x20      bench learner-time [--device cpu|cuda] [--hidden 64,64] [--batch B] [--minibatches M] [--epochs K] [--seconds S]\n\
      Prints JSON lines."
 }
 
@@ -45,6 +50,8 @@ fn main() -> ExitCode {
         "rollout" => rollout::run(rest),
         "broadcast" => ipc::broadcast().map_err(|m| (1, m)),
         "transport" => ipc::transport().map_err(|m| (1, m)),
+        "learner-compare" => learner::compare(rest),
+        "learner-time" => learner::time(rest),
         ipc::READER_ROLE => ipc::broadcast_reader(rest).map_err(|m| (1, m)),
         ipc::WRITER_ROLE => ipc::transport_writer(rest).map_err(|m| (1, m)),
         other => Err((2, format!("unknown benchmark '{other}'\n{}", usage()))),
