@@ -415,14 +415,15 @@ impl Supervisor<'_> {
                 }
             }
             self.wait_and_read()?;
+            self.reap()?;
             // A pass that took far longer than a tick: this process was
-            // stopped or starved; its deadlines move on by what it missed.
+            // stopped or starved; its deadlines move on by what it missed
+            // (measured right before they are checked).
             let gap = last_pass.elapsed();
             last_pass = Instant::now();
             if gap > SUSPENDED {
                 self.postpone_deadlines(gap);
             }
-            self.reap()?;
             self.check_deadlines();
             self.restart_due()?;
             if let Some(summary) = self.finished()? {
