@@ -25,7 +25,7 @@ use crate::train::exit;
 
 /// Watch the learning curves of one or more runs in the terminal.
 #[derive(Debug, Parser)]
-#[command(name = "curves", version, about, long_about = None)]
+#[command(name = "curves", version, long_about = None)]
 pub struct CurvesArgs {
     /// Run directories (as `train` prints them); several overlay.
     #[arg(required = true, value_name = "RUN_DIR")]

@@ -19,7 +19,7 @@ use crate::train::exit;
 
 /// Play a trained policy deterministically and report its returns.
 #[derive(Debug, Parser)]
-#[command(name = "evaluate", version, about, long_about = None)]
+#[command(name = "evaluate", version, long_about = None)]
 pub struct EvaluateArgs {
     /// A policy file (policy.safetensors, best_policy.safetensors) or a
     /// checkpoint (checkpoints/*.safetensors).

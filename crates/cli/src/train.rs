@@ -34,7 +34,7 @@ pub mod exit {
 
 /// Train a policy with PPO.
 #[derive(Debug, Parser)]
-#[command(name = "train", version, about, long_about = None)]
+#[command(name = "train", version, long_about = None)]
 #[command(group(clap::ArgGroup::new("start").required(true).args(["config", "resume"])))]
 pub struct TrainArgs {
     /// The config file (TOML); see configs/ for examples.
