@@ -12,35 +12,23 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{run_to_end, shown, Run, Scratch, TRAIN};
+use common::{cartpole_config, run_to_end, shown, Run, Scratch, TRAIN};
 use rl_runtime::checkpoint::Checkpoint;
 use rl_runtime::safetensors::seal;
 
 const EVALUATE: &str = env!("CARGO_BIN_EXE_evaluate");
 const CURVES: &str = env!("CARGO_BIN_EXE_curves");
 
-/// CartPole, 4 envs, 128 env steps per update.
+/// CartPole, 128 env steps per update, `workers` worker processes.
 fn config(updates: u64, workers: usize) -> String {
-    format!(
-        r#"[env]
-id = "CartPole-v1"
-num_envs = 4
-
-[ppo]
-total_timesteps = {}
-num_steps = 32
-num_minibatches = 2
-update_epochs = 2
-
-[eval]
-interval_steps = 512
-episodes = 2
-
-[run]
-num_workers = {workers}
-worker_timeout_s = 20
-"#,
-        updates * 128
+    let workers = format!("run.num_workers = {workers}");
+    cartpole_config(
+        updates,
+        &[
+            "eval.interval_steps = 512",
+            &workers,
+            "run.worker_timeout_s = 20",
+        ],
     )
 }
 

@@ -14,31 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{run_to_end, shown, Run, TRAIN};
+use common::{cartpole_config, run_to_end, shown, Run, TRAIN};
 
 const CURVES: &str = env!("CARGO_BIN_EXE_curves");
 
-/// CartPole in one process, 4 envs, 128 env steps per update.
+/// CartPole in one process, 128 env steps per update, a checkpoint every 4.
 fn config(updates: u64) -> String {
-    format!(
-        r#"[env]
-id = "CartPole-v1"
-num_envs = 4
-
-[ppo]
-total_timesteps = {}
-num_steps = 32
-num_minibatches = 2
-update_epochs = 2
-
-[eval]
-interval_steps = 512
-episodes = 2
-
-[checkpoint]
-interval_updates = 4
-"#,
-        updates * 128
+    cartpole_config(
+        updates,
+        &[
+            "eval.interval_steps = 512",
+            "checkpoint.interval_updates = 4",
+        ],
     )
 }
 

@@ -10,35 +10,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Run;
+use common::{cartpole_config, Run};
 
-/// CartPole, 4 envs, 128 env steps per update, long enough to be stopped.
-fn config(workers: usize, extra_ppo: &str) -> String {
-    format!(
-        r#"[env]
-id = "CartPole-v1"
-num_envs = 4
-
-[ppo]
-total_timesteps = 100000000
-num_steps = 32
-num_minibatches = 2
-update_epochs = 2
-{extra_ppo}
-
-[eval]
-interval_steps = 512
-episodes = 2
-
-[checkpoint]
-interval_updates = 1000000
-
-[run]
-num_workers = {workers}
-worker_timeout_s = 20
-restart_backoff_s = 0.05
-"#
-    )
+/// CartPole, long enough to be stopped, with `workers` worker processes.
+fn config(workers: usize, settings: &[&str]) -> String {
+    let workers = format!("run.num_workers = {workers}");
+    let mut all = vec![
+        "eval.interval_steps = 512",
+        "checkpoint.interval_updates = 1000000",
+        &workers,
+        "run.worker_timeout_s = 20",
+        "run.restart_backoff_s = 0.05",
+    ];
+    all.extend_from_slice(settings);
+    cartpole_config(1_000_000, &all)
 }
 
 /// The file a message names after `marker` (up to a comma or the end of
@@ -68,7 +53,7 @@ fn a_sigterm_to_the_whole_process_group_saves_and_exits_143() {
     for workers in [2, 0] {
         let mut run = Run::start_in_own_group(
             &format!("group-term-{workers}"),
-            &config(workers, ""),
+            &config(workers, &[]),
             &[],
             &[],
         );
@@ -112,7 +97,7 @@ fn a_sigterm_to_the_whole_process_group_saves_and_exits_143() {
 fn sighup_stops_and_saves_with_exit_129() {
     for workers in [2, 0] {
         let mut run =
-            Run::start_in_own_group(&format!("hup-{workers}"), &config(workers, ""), &[], &[]);
+            Run::start_in_own_group(&format!("hup-{workers}"), &config(workers, &[]), &[], &[]);
         run.wait_for_updates(3);
         run.signal_group("HUP");
         run.expect_exit(129, Duration::from_secs(60));
@@ -130,7 +115,7 @@ fn sighup_stops_and_saves_with_exit_129() {
 fn sigusr1_writes_a_checkpoint_now_and_training_goes_on() {
     for workers in [2, 0] {
         let mut run =
-            Run::start_in_own_group(&format!("usr1-{workers}"), &config(workers, ""), &[], &[]);
+            Run::start_in_own_group(&format!("usr1-{workers}"), &config(workers, &[]), &[], &[]);
         run.wait_for_updates(3);
         // To the whole group, as Slurm's --signal=USR1 sends it: no child
         // may die of it.
@@ -158,7 +143,7 @@ fn sigusr1_writes_a_checkpoint_now_and_training_goes_on() {
 #[test]
 fn a_stop_abandons_a_long_update_and_the_run_resumes_from_the_state_before_it() {
     // Each update takes many seconds: a stop must not wait for one.
-    let slow = config(2, "").replace("update_epochs = 2", "update_epochs = 20000");
+    let slow = config(2, &["ppo.update_epochs = 20000"]);
     let mut run = Run::start("abandon", &slow, &[], &[]);
     run.wait_for_updates(1);
     std::thread::sleep(Duration::from_millis(300));
@@ -185,7 +170,7 @@ fn a_stop_abandons_a_long_update_and_the_run_resumes_from_the_state_before_it() 
 fn a_second_interrupt_never_claims_a_save_that_did_not_happen() {
     // The learner cannot save (it is stopped): the second interrupt ends
     // everything, and the message says nothing was saved.
-    let mut run = Run::start("double-int-honest", &config(2, ""), &[], &[]);
+    let mut run = Run::start("double-int-honest", &config(2, &[]), &[], &[]);
     run.wait_for_updates(3);
     let learner = run.wait_for_pid("rl-learner");
     run.signal("STOP", learner);
@@ -204,7 +189,7 @@ fn a_second_interrupt_never_claims_a_save_that_did_not_happen() {
 
     // In one process, with long updates: whatever the timing, what the
     // message says was saved is there.
-    let slow = config(0, "").replace("update_epochs = 2", "update_epochs = 5000");
+    let slow = config(0, &["ppo.update_epochs = 5000"]);
     for pause in [0, 100] {
         let mut run = Run::start("double-int-single", &slow, &[], &[]);
         run.wait_for_updates(1);

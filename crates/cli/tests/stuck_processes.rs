@@ -10,32 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Run;
+use common::{cartpole_config, Run};
 
 /// CartPole, 4 envs over 2 workers, 128 env steps per update.
-fn config(updates: u64, extra_eval: &str, extra_run: &str) -> String {
-    format!(
-        r#"[env]
-id = "CartPole-v1"
-num_envs = 4
-
-[ppo]
-total_timesteps = {}
-num_steps = 32
-num_minibatches = 2
-update_epochs = 2
-
-[eval]
-episodes = 2
-{extra_eval}
-
-[run]
-num_workers = 2
-restart_backoff_s = 0.05
-{extra_run}
-"#,
-        updates * 128
-    )
+fn config(updates: u64, settings: &[&str]) -> String {
+    let mut all = vec!["run.num_workers = 2", "run.restart_backoff_s = 0.05"];
+    all.extend_from_slice(settings);
+    cartpole_config(updates, &all)
 }
 
 #[test]
@@ -44,8 +25,11 @@ fn a_stopped_evaluator_cannot_hold_the_end_of_the_run() {
     // before it.
     let cfg = config(
         20,
-        "interval_steps = 1000000000\ntimeout_s = 3",
-        "worker_timeout_s = 20",
+        &[
+            "eval.interval_steps = 1000000000",
+            "eval.timeout_s = 3",
+            "run.worker_timeout_s = 20",
+        ],
     );
     let mut run = Run::start("stopped-evaluator", &cfg, &[], &[]);
     let evaluator = run.wait_for_pid("rl-evaluator");
@@ -66,8 +50,11 @@ fn a_stopped_evaluator_cannot_hold_the_end_of_the_run() {
 fn a_stopped_learner_is_reported_and_the_run_ends_with_the_reason() {
     let cfg = config(
         100_000,
-        "interval_steps = 1024",
-        "worker_timeout_s = 20\nlearner_timeout_s = 3",
+        &[
+            "eval.interval_steps = 1024",
+            "run.worker_timeout_s = 20",
+            "run.learner_timeout_s = 3",
+        ],
     );
     let mut run = Run::start("stopped-learner", &cfg, &[], &[]);
     run.wait_for_updates(3);
@@ -96,8 +83,11 @@ fn a_run_suspended_as_a_whole_continues_without_blaming_anyone() {
     // could run may count.
     let cfg = config(
         60,
-        "interval_steps = 1024",
-        "worker_timeout_s = 1\nlearner_timeout_s = 2",
+        &[
+            "eval.interval_steps = 1024",
+            "run.worker_timeout_s = 1",
+            "run.learner_timeout_s = 2",
+        ],
     );
     let mut run = Run::start_in_own_group("suspended", &cfg, &[], &[]);
     run.wait_for_updates(5);
@@ -120,8 +110,11 @@ fn a_run_suspended_as_a_whole_continues_without_blaming_anyone() {
 fn a_worker_that_fails_the_same_way_twice_stops_the_run_instead_of_a_crash_loop() {
     let cfg = config(
         1000,
-        "interval_steps = 1024",
-        "worker_timeout_s = 20\nmax_restarts = 100",
+        &[
+            "eval.interval_steps = 1024",
+            "run.worker_timeout_s = 20",
+            "run.max_restarts = 100",
+        ],
     );
     let mut run = Run::start(
         "same-failure",

@@ -356,3 +356,42 @@ pub fn shown(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A small CartPole config: 4 envs, 32 steps each, 2 minibatches, 2 epochs
+/// (128 env steps an update), `updates` updates, evaluations of 2 episodes.
+/// Each of `settings` (`"run.num_workers = 2"`) sets a value, replacing the
+/// base's own.
+pub fn cartpole_config(updates: u64, settings: &[&str]) -> String {
+    let total = format!("ppo.total_timesteps = {}", updates * 128);
+    let base = [
+        "env.id = \"CartPole-v1\"",
+        "env.num_envs = 4",
+        &total,
+        "ppo.num_steps = 32",
+        "ppo.num_minibatches = 2",
+        "ppo.update_epochs = 2",
+        "eval.episodes = 2",
+    ];
+    let mut values: Vec<(String, String, String)> = Vec::new();
+    for line in base.iter().copied().chain(settings.iter().copied()) {
+        let (path, value) = line.split_once('=').unwrap();
+        let (table, key) = path.trim().split_once('.').unwrap();
+        let (table, key, value) = (table.to_string(), key.to_string(), value.trim().to_string());
+        match values.iter_mut().find(|(t, k, _)| *t == table && *k == key) {
+            Some(existing) => existing.2 = value,
+            None => values.push((table, key, value)),
+        }
+    }
+    let mut text = String::new();
+    for table in ["env", "network", "ppo", "eval", "checkpoint", "run"] {
+        let lines: Vec<String> = values
+            .iter()
+            .filter(|(t, _, _)| t == table)
+            .map(|(_, k, v)| format!("{k} = {v}\n"))
+            .collect();
+        if !lines.is_empty() {
+            text += &format!("[{table}]\n{}\n", lines.concat());
+        }
+    }
+    text
+}
