@@ -218,15 +218,8 @@ impl WorkerPool {
         // Time the learner spent away from its workers (an update, a
         // checkpoint, or the whole process stopped): nobody could be heard
         // meanwhile, so no deadline counts it.
-        let away = now.duration_since(self.last_poll);
-        if away > Duration::from_secs(1) {
-            for link in &mut self.links {
-                if let LinkState::Joining { since } | LinkState::Collecting { since } =
-                    &mut link.state
-                {
-                    *since += now.duration_since((*since).max(self.last_poll));
-                }
-            }
+        if now.duration_since(self.last_poll) > Duration::from_secs(1) {
+            self.discount(self.last_poll, now);
         }
         // Wake up in time for the nearest deadline.
         let mut wait = wait;
@@ -259,13 +252,7 @@ impl WorkerPool {
             .collect();
         drop(fds);
         if overslept > Duration::from_secs(1) {
-            for link in &mut self.links {
-                if let LinkState::Joining { since } | LinkState::Collecting { since } =
-                    &mut link.state
-                {
-                    *since += overslept;
-                }
-            }
+            self.discount(waited + wait, waited + wait + overslept);
         }
         for worker in ready_workers {
             self.receive(worker, &mut events);
@@ -287,6 +274,17 @@ impl WorkerPool {
         }
         self.last_poll = Instant::now();
         Ok((extra_ready, events))
+    }
+
+    /// Moves every pending deadline on by the part of `from..to` after it
+    /// started: time in which this process could not listen to its workers.
+    fn discount(&mut self, from: Instant, to: Instant) {
+        for link in &mut self.links {
+            if let LinkState::Joining { since } | LinkState::Collecting { since } = &mut link.state
+            {
+                *since += to.saturating_duration_since((*since).max(from));
+            }
+        }
     }
 
     fn receive(&mut self, worker: usize, events: &mut Vec<PoolEvent>) {
