@@ -332,14 +332,14 @@ pub fn train_in_process(
     // learner's last update (the two belong together in a checkpoint).
     let checkpoint = |kind: CheckpointKind,
                       learner: &PpoLearner,
-                      snapshot: Vec<u8>,
+                      snapshot: &[u8],
                       recent: &RecentReturns,
                       train_time: Duration|
      -> Result<PathBuf, RuntimeError> {
         let c = checkpointer.build(
             kind,
             learner,
-            vec![snapshot],
+            vec![snapshot.to_vec()],
             (start.elapsed().as_secs_f64(), train_time.as_secs_f64()),
             recent.to_vec(),
         );
@@ -389,7 +389,7 @@ pub fn train_in_process(
             let path = checkpoint(
                 CheckpointKind::Periodic,
                 &learner,
-                round_start.clone(),
+                &round_start,
                 &recent_returns,
                 train_time,
             )?;
@@ -432,7 +432,7 @@ pub fn train_in_process(
                 checkpoint(
                     CheckpointKind::Best,
                     &learner,
-                    round_start.clone(),
+                    &round_start,
                     &recent_returns,
                     train_time,
                 )?;
@@ -442,7 +442,7 @@ pub fn train_in_process(
             last_checkpoint = Some(checkpoint(
                 CheckpointKind::Final,
                 &learner,
-                round_start.clone(),
+                &round_start,
                 &recent_returns,
                 train_time,
             )?);
@@ -450,7 +450,7 @@ pub fn train_in_process(
             checkpoint(
                 CheckpointKind::Periodic,
                 &learner,
-                round_start.clone(),
+                &round_start,
                 &recent_returns,
                 train_time,
             )?;
@@ -460,7 +460,7 @@ pub fn train_in_process(
         last_checkpoint = Some(checkpoint(
             CheckpointKind::Stop,
             &learner,
-            round_start,
+            &round_start,
             &recent_returns,
             train_time,
         )?);
