@@ -62,7 +62,7 @@ pub fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut Rng) -> Vec<f32
 /// 0, log-std `initial_log_std`.
 pub fn initial_weights(spec: &PolicySpec, seed: u64, initial_log_std: f64) -> Vec<f32> {
     let layout = spec.layout();
-    let mut rng = Rng::from_seed(seed ^ 0x1A17_1A17_0000_0001);
+    let mut rng = Rng::from_seed(rl_env::seeds::init_seed(seed));
     let mut flat = vec![0.0_f32; layout.total_len];
     for (prefix, layers) in [
         ("actor", spec.actor_layers()),

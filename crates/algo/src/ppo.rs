@@ -664,7 +664,7 @@ impl PpoLearner {
             engine,
             obs_norm,
             reward_scaler,
-            rng: Rng::from_seed(seed ^ 0x5EED_0F5A_u64),
+            rng: Rng::from_seed(rl_env::seeds::shuffle_seed(seed)),
             updates_done: 0,
             num_envs,
             backup: EngineBackup::None,

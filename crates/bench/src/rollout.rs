@@ -133,7 +133,7 @@ fn measure(o: &Options) -> Result<(), String> {
         for &w in &o.workers {
             for &e in &o.envs_per_worker {
                 let s = settings(w, e, o.num_steps)?;
-                let m = rl_runtime::throughput::measure_rollout_throughput(
+                let m = rl_runtime::processes::throughput::measure_rollout_throughput(
                     &registry, &s, &run_dir, o.seconds,
                 )
                 .map_err(|e| e.to_string())?;

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rl_env::rng::derive_seed;
+use rl_env::seeds::episode_seed;
 use rl_env::{Action, Env, Registry, Space};
 use rl_policy::{ActionHead, ObsNormalizer, Policy, PolicySpec};
-use rl_runtime::checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
-use rl_runtime::policy_file::decode_policy;
-use rl_runtime::safetensors::SafeTensors;
+use rl_runtime::storage::checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+use rl_runtime::storage::policy_file::decode_policy;
+use rl_runtime::storage::safetensors::SafeTensors;
 
 use crate::train::exit;
 
@@ -243,7 +243,7 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
     );
     for k in 0..args.episodes {
         let mut obs = env
-            .reset(Some(derive_seed(args.seed, k as u64)))
+            .reset(Some(episode_seed(args.seed, k as u64)))
             .map_err(|e| failed(e.to_string()))?;
         let (mut total, mut steps) = (0.0, 0u64);
         loop {

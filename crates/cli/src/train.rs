@@ -380,7 +380,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                             "stopped at once after {} env steps ({} updates){faults}: nothing was saved at the stop; {}",
                             summary.env_steps,
                             summary.updates,
-                            rl_runtime::checkpoint::newest_checkpoint_note(run_dir.path())
+                            rl_runtime::storage::checkpoint_dir::newest_checkpoint_note(run_dir.path())
                         ),
                     }
                     signal_exit_code(first_signal.load(Ordering::SeqCst))

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{cartpole_config, run_to_end, shown, Run, Scratch, TRAIN};
-use rl_runtime::checkpoint::Checkpoint;
-use rl_runtime::safetensors::seal;
+use rl_runtime::storage::checkpoint::Checkpoint;
+use rl_runtime::storage::safetensors::seal;
 
 const EVALUATE: &str = env!("CARGO_BIN_EXE_evaluate");
 const CURVES: &str = env!("CARGO_BIN_EXE_curves");
@@ -70,7 +70,7 @@ fn a_diverging_run_stops_keeps_its_last_finite_state_and_resumes_with_new_settin
         );
         // The saved weights and checkpoint are finite (decoding checks).
         let policy = std::fs::read(run.run_dir.join("policy.safetensors")).unwrap();
-        rl_runtime::policy_file::decode_policy(&policy).unwrap();
+        rl_runtime::storage::policy_file::decode_policy(&policy).unwrap();
         let checkpoint = run.run_dir.join("checkpoints/ckpt-0000000000.safetensors");
         Checkpoint::decode(&std::fs::read(checkpoint).unwrap()).unwrap();
         run.assert_nothing_left();

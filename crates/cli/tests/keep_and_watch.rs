@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Run, Scratch, TRAIN};
-use rl_runtime::checkpoint::Checkpoint;
-use rl_runtime::safetensors::seal;
+use rl_runtime::storage::checkpoint::Checkpoint;
+use rl_runtime::storage::safetensors::seal;
 
 const EVALUATE: &str = env!("CARGO_BIN_EXE_evaluate");
 const CURVES: &str = env!("CARGO_BIN_EXE_curves");

@@ -40,11 +40,11 @@ fn assert_saved_files_exist(run: &Run) {
     let out = run.stdout();
     if let Some(policy) = path_after(&out, "weights saved in ") {
         let bytes = std::fs::read(policy).unwrap_or_else(|e| panic!("{policy}: {e}\n{out}"));
-        rl_runtime::policy_file::decode_policy(&bytes).unwrap();
+        rl_runtime::storage::policy_file::decode_policy(&bytes).unwrap();
     }
     if let Some(state) = path_after(&out, "state in ") {
         let bytes = std::fs::read(state).unwrap_or_else(|e| panic!("{state}: {e}\n{out}"));
-        rl_runtime::checkpoint::Checkpoint::decode(&bytes).unwrap();
+        rl_runtime::storage::checkpoint::Checkpoint::decode(&bytes).unwrap();
     }
 }
 
@@ -126,7 +126,7 @@ fn sigusr1_writes_a_checkpoint_now_and_training_goes_on() {
             .unwrap()
             .to_string();
         let bytes = std::fs::read(&path).unwrap();
-        let checkpoint = rl_runtime::checkpoint::Checkpoint::decode(&bytes).unwrap();
+        let checkpoint = rl_runtime::storage::checkpoint::Checkpoint::decode(&bytes).unwrap();
         let at = checkpoint.learner.updates_done as usize;
         run.wait_for_updates(at + 3);
         run.signal("INT", run.child.id());

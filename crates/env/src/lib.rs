@@ -35,6 +35,7 @@ mod env;
 mod error;
 mod registry;
 pub mod rng;
+pub mod seeds;
 pub mod snapshot;
 mod space;
 mod vec_env;

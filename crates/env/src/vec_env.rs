@@ -1,6 +1,6 @@
 //! `VecEnv`: many envs stepped together into contiguous buffers.
 
-use crate::rng::derive_seed;
+use crate::seeds::env_seed;
 use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::{Action, Actions, Checked, Env, EnvError, Space};
 
@@ -96,10 +96,10 @@ impl<E: Env> VecEnv<E> {
         })
     }
 
-    /// Resets every env; env `i` is seeded with `derive_seed(base_seed, i)`.
+    /// Resets every env; env `i` is seeded with `env_seed(base_seed, i)`.
     pub fn reset(&mut self, base_seed: u64) -> Result<(), EnvError> {
         let seeds: Vec<u64> = (0..self.num_envs() as u64)
-            .map(|i| derive_seed(base_seed, i))
+            .map(|i| env_seed(base_seed, i))
             .collect();
         self.reset_with_seeds(&seeds)
     }

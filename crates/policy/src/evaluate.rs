@@ -1,13 +1,13 @@
 //! Deterministic evaluation episodes.
 
-use rl_env::rng::derive_seed;
+use rl_env::seeds::episode_seed;
 use rl_env::{Action, Env, EnvError, Registry, Space};
 
 use crate::{ObsNormalizer, Policy};
 
 /// The returns of `episodes` deterministic episodes (argmax or mean action,
 /// clipped to the action bounds) on a fresh env of `env_id`; episode `k` is
-/// reset with `derive_seed(seed, k)`.
+/// reset with `episode_seed(seed, k)`.
 pub fn evaluate_episodes(
     registry: &Registry,
     env_id: &str,
@@ -26,7 +26,7 @@ pub fn evaluate_episodes(
     let mut normalized = vec![0.0_f32; env.observation_space().flat_dim()];
     let mut returns = Vec::with_capacity(episodes);
     for k in 0..episodes {
-        let mut obs = env.reset(Some(derive_seed(seed, k as u64)))?;
+        let mut obs = env.reset(Some(episode_seed(seed, k as u64)))?;
         let mut total = 0.0;
         loop {
             match obs_norm {

@@ -1,13 +1,11 @@
 //! Rollouts: what acting produces and learning consumes.
 
-use rl_env::rng::{derive_seed, Rng};
+use rl_env::rng::Rng;
+use rl_env::seeds::{env_seed, sampling_seed};
 use rl_env::snapshot::{SnapshotReader, SnapshotWriter};
 use rl_env::{Actions, EnvError, Space, VecEnv};
 
 use crate::{ObsNormalizer, Policy};
-
-/// A salt that keeps action-sampling streams apart from env streams.
-const SAMPLING_SALT: u64 = 0xA5A5_5A5A_C3C3_3C3C;
 
 /// One episode that ended during a rollout.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -207,7 +205,8 @@ pub struct RolloutCollector {
 }
 
 impl RolloutCollector {
-    /// Resets the envs with seeds `derive_seed(seed, first_env_index + i)`.
+    /// Resets the envs with seeds `env_seed(seed, first_env_index + i)`
+    /// (see [`rl_env::seeds`]).
     pub fn new(
         mut envs: VecEnv,
         policy: Policy,
@@ -216,11 +215,11 @@ impl RolloutCollector {
     ) -> Result<Self, EnvError> {
         let n = envs.num_envs();
         let seeds: Vec<u64> = (0..n as u64)
-            .map(|i| derive_seed(seed, first_env_index + i))
+            .map(|i| env_seed(seed, first_env_index + i))
             .collect();
         envs.reset_with_seeds(&seeds)?;
         let rngs = (0..n as u64)
-            .map(|i| Rng::from_seed(derive_seed(seed ^ SAMPLING_SALT, first_env_index + i)))
+            .map(|i| Rng::from_seed(sampling_seed(seed, first_env_index + i)))
             .collect();
         let action_dim = policy.spec().head.action_dim();
         let outputs = policy.spec().head.actor_outputs();
@@ -313,6 +312,12 @@ impl RolloutCollector {
     }
 
     /// The observation normaliser acting, to update in place.
+    /// The policy and the observation normaliser, both to change at once
+    /// (a worker reads new weights and statistics into them).
+    pub fn policy_and_obs_norm_mut(&mut self) -> (&mut Policy, &mut Option<ObsNormalizer>) {
+        (&mut self.policy, &mut self.obs_norm)
+    }
+
     pub fn obs_norm_mut(&mut self) -> &mut Option<ObsNormalizer> {
         &mut self.obs_norm
     }

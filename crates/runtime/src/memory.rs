@@ -11,7 +11,7 @@
 
 use rl_policy::PolicySpec;
 
-use crate::TrainSettings;
+use crate::settings::TrainSettings;
 
 /// Resident memory of one of our processes before any buffer of the run:
 /// the executable, libtorch and the allocator's arenas (measured on a CPU

@@ -19,11 +19,17 @@ use std::path::{Path, PathBuf};
 
 use rl_env::Registry;
 
-use crate::checkpoint::{config_hash, CheckpointDir, CheckpointKind, Rejected};
-use crate::record::rebuild_tensorboard;
-use crate::run_dir::{write_atomically, PathError, RunDir, EVAL_CSV_HEADER, TRAIN_CSV_HEADER};
-use crate::trainer::{spec_for, ResumeFrom, RuntimeError};
-use crate::TrainSettings;
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::recording::train::rebuild_tensorboard;
+use crate::settings::TrainSettings;
+use crate::spec::spec_for;
+use crate::storage::checkpoint::{config_hash, CheckpointKind, ResumeFrom};
+use crate::storage::checkpoint_dir::{CheckpointDir, Rejected};
+use crate::storage::run_dir::{
+    remove_stale_temporaries, write_atomically, PathError, RunDir, EVAL_CSV_HEADER,
+    TRAIN_CSV_HEADER,
+};
 
 /// What resuming found.
 #[derive(Debug)]
@@ -256,8 +262,8 @@ pub fn prepare_resume(
     let eval = plan("eval.csv", EVAL_CSV_HEADER, "eval", "policy_version")?;
 
     // Only now is anything written.
-    crate::run_dir::remove_stale_temporaries(run_dir.path());
-    crate::run_dir::remove_stale_temporaries(dir.path());
+    remove_stale_temporaries(run_dir.path());
+    remove_stale_temporaries(dir.path());
     for csv in [&train, &eval] {
         let name = csv
             .path
@@ -271,7 +277,7 @@ pub fn prepare_resume(
             }
         })?;
     }
-    let start_unix_s = crate::child::unix_now() - checkpoint.elapsed_s;
+    let start_unix_s = unix_now() - checkpoint.elapsed_s;
     rebuild_tensorboard(run_dir, start_unix_s)?;
     Ok(ResumePlan {
         complete: checkpoint.kind == CheckpointKind::Final && updates_done >= num_updates,

@@ -7,9 +7,9 @@
 use proptest::prelude::*;
 use rl_algo::ppo::LearnerState;
 use rl_policy::{ActionHead, Activation, ObsNormalizer, PolicySpec, RunningMeanStd};
-use rl_runtime::checkpoint::{Checkpoint, CheckpointKind};
-use rl_runtime::policy_file::{decode_policy, encode_policy};
-use rl_runtime::safetensors::seal;
+use rl_runtime::storage::checkpoint::{Checkpoint, CheckpointKind};
+use rl_runtime::storage::policy_file::{decode_policy, encode_policy};
+use rl_runtime::storage::safetensors::seal;
 
 fn spec() -> PolicySpec {
     PolicySpec {

@@ -21,13 +21,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rl_env::Registry;
-use rl_ipc::messages::{recv_json, send_json, RoleSetup, Setup};
-use rl_ipc::process::{die_with_parent, set_process_name};
+use rl_ipc::messages::{send_json, Setup};
 use rl_ipc::{Channel, WeightBlock};
 
-use crate::trainer::RuntimeError;
-use crate::TrainSettings;
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::settings::TrainSettings;
 
 /// The first argument of a child process.
 pub const CHILD_FLAG: &str = "--ferrorl-child";
@@ -36,7 +35,7 @@ pub const CHILD_FLAG: &str = "--ferrorl-child";
 /// SIGTERM, SIGHUP) and checkpoint requests (SIGUSR1) are the supervisor's
 /// to handle, for the whole run; SIGUSR2 is how the supervisor interrupts
 /// the learner's update (the learner installs its handler).
-const CHILD_IGNORES: [libc::c_int; 5] = [
+pub const CHILD_IGNORES: [libc::c_int; 5] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
@@ -45,10 +44,10 @@ const CHILD_IGNORES: [libc::c_int; 5] = [
 ];
 
 /// How long a child waits for its [`Setup`].
-const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A started child: its process and its control channel.
-pub(crate) struct ChildHandle {
+pub struct ChildHandle {
     pub process: Child,
     pub control: Channel,
 }
@@ -77,7 +76,7 @@ impl Drop for ChildHandle {
 
 /// Starts the current executable as a child with `role` (a label for `ps`
 /// and messages) and sends it `setup` with `fds` attached.
-pub(crate) fn spawn_child(
+pub fn spawn_child(
     role: &str,
     run_dir: &Path,
     setup: &Setup,
@@ -145,12 +144,13 @@ pub(crate) fn spawn_child(
 }
 
 /// What a child needs besides its role's own setup.
-pub(crate) struct ChildContext {
+pub struct ChildContext {
     pub control: Channel,
     pub settings: TrainSettings,
     pub run_dir: std::path::PathBuf,
     pub start_unix_s: f64,
-    pub block: WeightBlock,
+    /// The weight block (the learner takes it: it is its only writer).
+    pub block: Option<WeightBlock>,
     /// Descriptors attached to the setup after the weight block.
     pub extra_fds: Vec<OwnedFd>,
     /// The checkpoint a resumed run continues from.
@@ -162,11 +162,18 @@ impl ChildContext {
     pub fn elapsed_s(&self) -> f64 {
         (unix_now() - self.start_unix_s).max(0.0)
     }
+
+    /// The weight block, to read.
+    pub fn block(&self) -> Result<&WeightBlock, RuntimeError> {
+        self.block
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Setup("the setup carried no weight block".into()))
+    }
 }
 
 /// Passes a role's result through, first telling the supervisor why it
 /// failed (it may have no other way to know).
-pub(crate) fn report_failure<M: serde::Serialize>(
+pub fn report_failure<M: serde::Serialize>(
     control: &Channel,
     result: Result<(), RuntimeError>,
     message: impl FnOnce(String) -> M,
@@ -175,134 +182,4 @@ pub(crate) fn report_failure<M: serde::Serialize>(
         let _ = send_json(control, &message(e.to_string()), &[]);
     }
     result
-}
-
-pub(crate) fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-struct ChildArgs {
-    role: String,
-    control_fd: i32,
-    parent: u32,
-}
-
-fn parse_child_args(args: &[String]) -> Result<ChildArgs, String> {
-    let usage = || {
-        format!(
-            "{CHILD_FLAG} is for processes a run starts itself: {CHILD_FLAG} <role> --run-dir <dir> --control-fd <fd> --parent <pid>"
-        )
-    };
-    let [role, k1, _run_dir, k2, fd, k3, parent] = args else {
-        return Err(usage());
-    };
-    if (k1.as_str(), k2.as_str(), k3.as_str()) != ("--run-dir", "--control-fd", "--parent") {
-        return Err(usage());
-    }
-    Ok(ChildArgs {
-        role: role.clone(),
-        control_fd: fd.parse().map_err(|_| usage())?,
-        parent: parent.parse().map_err(|_| usage())?,
-    })
-}
-
-/// A write past the file-size limit (`ulimit -f`) fails with an error that
-/// names the file, instead of killing the process with SIGXFSZ.
-pub fn ignore_file_size_signal() {
-    // SAFETY: ignoring a signal installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGXFSZ,
-            nix::sys::signal::SigHandler::SigIgn,
-        );
-    }
-}
-
-/// When this process was started as a child of a run (its first argument
-/// is [`CHILD_FLAG`]), runs its role and returns the exit code; `None`
-/// otherwise. Binaries call this first thing, with the registry they train
-/// with.
-pub fn run_child_if_requested(registry: &Registry) -> Option<u8> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some(CHILD_FLAG) {
-        return None;
-    }
-    let parsed = match parse_child_args(&args[1..]) {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("{message}");
-            return Some(2);
-        }
-    };
-    if let Err(e) = die_with_parent(parsed.parent) {
-        eprintln!("{}: {e}", parsed.role);
-        return Some(1);
-    }
-    // Already ignored since before exec (see `spawn_child`); again, for a
-    // child started some other way.
-    for signal in CHILD_IGNORES {
-        // SAFETY: ignoring a signal installs no handler code.
-        unsafe {
-            libc::signal(signal, libc::SIG_IGN);
-        }
-    }
-    ignore_file_size_signal();
-    set_process_name(&format!("rl-{}", parsed.role));
-    match run_role(registry, &parsed) {
-        Ok(()) => Some(0),
-        Err(e) => {
-            eprintln!("{}: {e}", parsed.role);
-            Some(1)
-        }
-    }
-}
-
-fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
-    // SAFETY: the supervisor passed this descriptor for this process to own.
-    let control = unsafe { Channel::from_inherited(args.control_fd) }?;
-    let mut buf = Vec::new();
-    let (setup, fds): (Setup, Vec<OwnedFd>) = recv_json(&control, &mut buf, Some(SETUP_TIMEOUT))?;
-    let settings: TrainSettings = serde_json::from_str(&setup.settings_json)
-        .map_err(|e| RuntimeError::Setup(format!("bad settings from the supervisor: {e}")))?;
-    let mut fds = fds.into_iter();
-    let block_fd = fds
-        .next()
-        .ok_or_else(|| RuntimeError::Setup("the setup carried no weight block".into()))?;
-    let context = ChildContext {
-        control,
-        settings,
-        run_dir: setup.run_dir.into(),
-        start_unix_s: setup.start_unix_s,
-        block: WeightBlock::open(block_fd)?,
-        extra_fds: fds.collect(),
-        resume: setup.resume.clone(),
-    };
-    match setup.role {
-        RoleSetup::Learner => crate::learner::run_learner(registry, context),
-        RoleSetup::Worker {
-            worker,
-            generation,
-            first_env_index,
-            num_envs,
-            seed,
-        } => {
-            let resume = (generation == 0).then(|| context.resume.clone()).flatten();
-            crate::worker::run_worker(
-                registry,
-                context,
-                crate::worker::WorkerIdentity {
-                    worker,
-                    generation,
-                    first_env_index,
-                    num_envs: num_envs as usize,
-                    seed,
-                    resume,
-                },
-            )
-        }
-        RoleSetup::Evaluator { .. } => crate::evaluator::run_evaluator(registry, context),
-    }
 }

@@ -1,54 +1,18 @@
-//! Evaluation: deterministic episodes on their own envs; each time one
-//! `eval.csv` row, the same numbers as TensorBoard scalars `eval/<column>`,
-//! `curve.png` redrawn, and the best weights so far kept in
-//! `best_policy.safetensors`. Used by the single-process loop and by the
-//! evaluator process alike.
-
-use rl_env::rng::derive_seed;
-use rl_env::Registry;
-use rl_policy::{evaluate_episodes, ObsNormalizer, Policy, PolicySpec};
+//! What evaluation records: each time one `eval.csv` row, the same numbers
+//! as TensorBoard scalars `eval/<column>`, `curve.png` redrawn, and the best
+//! weights so far kept in `best_policy.safetensors`. Used by the
+//! single-process run and by the evaluator process alike.
 
 use rl_metrics::tensorboard::EventWriter;
+use rl_policy::{ObsNormalizer, PolicySpec};
 
-use crate::record::{event_writer, write_scalars};
-use crate::run_dir::{
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::recording::train::{event_writer, write_scalars};
+use crate::report::EvalResult;
+use crate::storage::run_dir::{
     write_atomically, CsvWriter, PathError, RunDir, Value, BEST_POLICY_FILE, EVAL_CSV_HEADER,
 };
-use crate::trainer::{EvalResult, RuntimeError};
-use crate::TrainSettings;
-
-/// Keeps evaluation episodes apart from training envs.
-const EVAL_SALT: u64 = 0xE7A1_0000_0000_0001;
-
-/// Runs the evaluation episodes of a run with the given weights.
-pub(crate) fn evaluate(
-    registry: &Registry,
-    settings: &TrainSettings,
-    policy: &mut Policy,
-    obs_norm: Option<&ObsNormalizer>,
-    env_steps: u64,
-    policy_version: u64,
-) -> Result<EvalResult, RuntimeError> {
-    let returns = evaluate_episodes(
-        registry,
-        &settings.env.id,
-        policy,
-        obs_norm,
-        settings.eval.episodes,
-        derive_seed(settings.run.seed, EVAL_SALT),
-    )?;
-    Ok(EvalResult {
-        env_steps,
-        policy_version,
-        returns,
-    })
-}
-
-/// The env steps of the first evaluation after `env_steps`: the next
-/// multiple of `interval`.
-pub(crate) fn next_eval_after(env_steps: u64, interval: u64) -> u64 {
-    (env_steps / interval + 1) * interval
-}
 
 /// The file the learning curve is drawn into.
 pub const CURVE_FILE: &str = "curve.png";
@@ -76,7 +40,7 @@ pub fn draw_curve(run_dir: &RunDir, env_id: &str) -> Result<(), PathError> {
 
 /// Writes evaluations: `eval.csv` rows, `eval/*` scalars, `curve.png` and
 /// the best policy file.
-pub(crate) struct EvalRecorder<'a> {
+pub struct EvalRecorder<'a> {
     run_dir: &'a RunDir,
     csv: CsvWriter,
     tb: EventWriter,
@@ -107,7 +71,7 @@ impl<'a> EvalRecorder<'a> {
         Ok(EvalRecorder {
             run_dir,
             csv,
-            tb: event_writer(run_dir, "eval", crate::child::unix_now())?,
+            tb: event_writer(run_dir, "eval", unix_now())?,
             start_unix_s,
             spec,
             env_id: env_id.to_string(),

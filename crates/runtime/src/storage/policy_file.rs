@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 
 use rl_policy::{ActionHead, Activation, ObsNormalizer, ParamLayout, PolicySpec};
 
-use crate::safetensors::{checksum, encode, seal, SafeTensors, TensorData, CHECKSUM_PLACEHOLDER};
+use crate::storage::safetensors::{
+    checksum, encode, seal, SafeTensors, TensorData, CHECKSUM_PLACEHOLDER,
+};
 
 /// The format of the policy files this build writes.
 pub const POLICY_FORMAT: &str = "ferrorl-policy-v2";

@@ -20,6 +20,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use rl_algo::ppo::UpdateStats;
+use rl_env::seeds::replacement_seed;
 use rl_env::Registry;
 use rl_ipc::channel::wait_any;
 use rl_ipc::messages::{
@@ -28,14 +29,16 @@ use rl_ipc::messages::{
 };
 use rl_ipc::{Channel, ChannelError, WeightBlock};
 
-use crate::child::{spawn_child, unix_now, ChildHandle};
-use crate::run_dir::RunDir;
-use crate::trainer::{
-    spec_for, Ending, EvalResult, Observer, Progress, Requests, ResumeFrom, RuntimeError,
-    TrainSummary,
-};
-use crate::worker::worker_seed;
-use crate::TrainSettings;
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::processes::child::{spawn_child, ChildHandle};
+use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSummary};
+use crate::settings::TrainSettings;
+use crate::spec::spec_for;
+use crate::storage::checkpoint::ResumeFrom;
+use crate::storage::checkpoint_dir::newest_checkpoint_note;
+use crate::storage::run_dir::{remove_stale_temporaries, RunDir};
+use crate::training::published::PublishedPolicy;
 
 /// How long the learner may take to start (loading libtorch, initialising
 /// CUDA); its death is noticed at once regardless.
@@ -158,14 +161,10 @@ pub fn train_multi_process(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
     let spec = spec_for(registry, settings)?;
-    let stats_len = if settings.ppo.normalize_obs {
-        2 * spec.obs_dim
-    } else {
-        0
-    };
+    let published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
     // Every version for the workers; evaluation points for the evaluator.
-    let block = WeightBlock::create_with_stats(spec.layout().total_len, stats_len)?;
-    let eval_block = WeightBlock::create_with_stats(spec.layout().total_len, stats_len)?;
+    let block = published.create_block(spec.layout().total_len)?;
+    let eval_block = published.create_block(spec.layout().total_len)?;
     let elapsed = match resume {
         None => {
             run_dir.create_csv_files()?;
@@ -309,7 +308,7 @@ impl Supervisor<'_> {
             generation,
             first_env_index: (worker as usize * per_worker) as u64,
             num_envs: per_worker as u32,
-            seed: worker_seed(self.settings.run.seed, generation),
+            seed: replacement_seed(self.settings.run.seed, generation),
         };
         let handle = spawn_child(
             &format!("worker-{worker}"),
@@ -886,7 +885,7 @@ impl Supervisor<'_> {
                     }
                     None => format!(
                         "; nothing was saved at the stop ({})",
-                        crate::checkpoint::newest_checkpoint_note(self.run_dir.path())
+                        newest_checkpoint_note(self.run_dir.path())
                     ),
                 };
                 let message = format!("{message}{saved}");
@@ -928,8 +927,8 @@ impl Supervisor<'_> {
 
     /// Temporary files of atomic writes a killed process left behind.
     fn remove_temporary_files(&self) {
-        crate::run_dir::remove_stale_temporaries(self.run_dir.path());
-        crate::run_dir::remove_stale_temporaries(&self.run_dir.path().join("checkpoints"));
+        remove_stale_temporaries(self.run_dir.path());
+        remove_stale_temporaries(&self.run_dir.path().join("checkpoints"));
     }
 }
 

@@ -1,22 +1,17 @@
-//! What a run records as it goes, shared by the single-process loop and the
-//! learner and evaluator processes:
-//!
-//! * [`TrainRecorder`]: a `train.csv` row per update, and the same numbers
-//!   as TensorBoard scalars `train/<column>` (step = env steps);
-//! * [`EvalRecorder`] (in `eval`): `eval.csv`, `eval/<column>` scalars,
-//!   `curve.png`, the best policy;
-//! * [`Checkpointer`]: checkpoints of the learner's whole state.
+//! What training records as it goes: a `train.csv` row per update, and the
+//! same numbers as TensorBoard scalars `train/<column>` (step = env steps);
+//! and the TensorBoard files rebuilt from the CSV files on resume.
 
 use std::path::PathBuf;
 
-use rl_algo::ppo::{PpoLearner, UpdateStats};
+use rl_algo::ppo::UpdateStats;
 use rl_metrics::tensorboard::EventWriter;
-use rl_policy::PolicySpec;
 
-use crate::checkpoint::{config_hash, Checkpoint, CheckpointDir, CheckpointKind};
-use crate::run_dir::{CsvWriter, PathError, RunDir, Value, EVAL_CSV_HEADER, TRAIN_CSV_HEADER};
-use crate::trainer::{train_row, Progress, RuntimeError};
-use crate::TrainSettings;
+use crate::clock::unix_now;
+use crate::report::Progress;
+use crate::storage::run_dir::{
+    CsvWriter, PathError, RunDir, Value, EVAL_CSV_HEADER, TRAIN_CSV_HEADER,
+};
 
 fn io_at(path: PathBuf) -> impl FnOnce(std::io::Error) -> PathError {
     move |source| PathError { path, source }
@@ -24,7 +19,7 @@ fn io_at(path: PathBuf) -> impl FnOnce(std::io::Error) -> PathError {
 
 /// Opens a TensorBoard event file for `role` ("train", "eval") in the run
 /// directory.
-pub(crate) fn event_writer(
+pub fn event_writer(
     run_dir: &RunDir,
     role: &str,
     now_unix_s: f64,
@@ -39,7 +34,7 @@ pub(crate) fn event_writer(
 
 /// The TensorBoard scalars of one CSV row: every column but `env_steps`
 /// (the step), tagged `<prefix>/<column>`.
-pub(crate) fn row_scalars(prefix: &str, header: &str, row: &[f64]) -> Vec<(String, f64)> {
+pub fn row_scalars(prefix: &str, header: &str, row: &[f64]) -> Vec<(String, f64)> {
     header
         .split(',')
         .zip(row)
@@ -56,7 +51,7 @@ fn value_f64(v: &Value) -> f64 {
 }
 
 /// Writes `row` as scalars at `step`.
-pub(crate) fn write_scalars(
+pub fn write_scalars(
     tb: &mut EventWriter,
     prefix: &str,
     header: &str,
@@ -71,7 +66,7 @@ pub(crate) fn write_scalars(
 }
 
 /// `train.csv` rows and `train/*` scalars.
-pub(crate) struct TrainRecorder {
+pub struct TrainRecorder {
     csv: CsvWriter,
     tb: EventWriter,
     start_unix_s: f64,
@@ -82,7 +77,7 @@ impl TrainRecorder {
     /// `csv` is `train.csv`, open to append; the run started at
     /// `start_unix_s` (what `time_s` counts from).
     pub fn new(run_dir: &RunDir, csv: CsvWriter, start_unix_s: f64) -> Result<Self, PathError> {
-        let tb = event_writer(run_dir, "train", crate::child::unix_now())?;
+        let tb = event_writer(run_dir, "train", unix_now())?;
         Ok(TrainRecorder {
             tb_path: tb.path().to_path_buf(),
             csv,
@@ -158,66 +153,20 @@ pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), Pa
     Ok(())
 }
 
-/// Builds and writes checkpoints of one run.
-pub(crate) struct Checkpointer {
-    dir: CheckpointDir,
-    interval: u64,
-    env_id: String,
-    spec: PolicySpec,
-    obs_norm_clip: Option<f64>,
-    config_hash: String,
-    settings_json: String,
-    steps_per_update: u64,
-}
-
-impl Checkpointer {
-    pub fn new(run_dir: &RunDir, settings: &TrainSettings, spec: &PolicySpec) -> Self {
-        Checkpointer {
-            dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
-            interval: settings.checkpoint.interval_updates,
-            env_id: settings.env.id.clone(),
-            spec: spec.clone(),
-            obs_norm_clip: settings.ppo.normalize_obs.then_some(settings.ppo.obs_clip),
-            config_hash: config_hash(settings),
-            settings_json: settings.to_json(),
-            steps_per_update: settings.steps_per_update(),
-        }
-    }
-
-    /// Whether a periodic checkpoint is due after `updates` updates.
-    pub fn due(&self, updates: u64) -> bool {
-        updates > 0 && updates % self.interval == 0
-    }
-
-    /// The learner's state now, with the collectors' snapshots taken at
-    /// the same update boundary.
-    pub fn build(
-        &self,
-        kind: CheckpointKind,
-        learner: &PpoLearner,
-        collectors: Vec<Vec<u8>>,
-        clock: (f64, f64),
-        recent_returns: Vec<f64>,
-    ) -> Checkpoint {
-        let (elapsed_s, train_s) = clock;
-        Checkpoint {
-            kind,
-            env_id: self.env_id.clone(),
-            spec: self.spec.clone(),
-            obs_norm_clip: self.obs_norm_clip,
-            learner: learner.state(),
-            num_updates: learner.num_updates,
-            env_steps: learner.updates_done * self.steps_per_update,
-            elapsed_s,
-            train_s,
-            config_hash: self.config_hash.clone(),
-            settings_json: self.settings_json.clone(),
-            collectors,
-            recent_returns,
-        }
-    }
-
-    pub fn write(&self, checkpoint: &Checkpoint) -> Result<PathBuf, RuntimeError> {
-        Ok(self.dir.write(checkpoint)?)
-    }
+/// One `train.csv` row.
+pub fn train_row(progress: &Progress, stats: &UpdateStats) -> [Value; 12] {
+    [
+        Value::Float(progress.elapsed.as_secs_f64()),
+        Value::Int(progress.env_steps),
+        Value::Int(progress.updates),
+        Value::Float(progress.steps_per_s),
+        Value::Float(stats.policy_loss),
+        Value::Float(stats.value_loss),
+        Value::Float(stats.entropy),
+        Value::Float(stats.approx_kl),
+        Value::Float(stats.clip_frac),
+        Value::Float(stats.explained_variance),
+        Value::Float(stats.learning_rate),
+        Value::Float(progress.episode_return_mean.unwrap_or(f64::NAN)),
+    ]
 }

@@ -12,12 +12,13 @@ use rl_ipc::messages::{RoleSetup, Setup};
 use rl_ipc::{Channel, WeightBlock};
 use rl_policy::Rollout;
 
-use crate::child::{spawn_child, unix_now, ChildHandle};
-use crate::pool::{PoolEvent, RolloutShape, WorkerPool};
-use crate::run_dir::RunDir;
-use crate::trainer::{spec_for, RuntimeError};
-use crate::worker::worker_seed;
-use crate::TrainSettings;
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::processes::child::{spawn_child, ChildHandle};
+use crate::settings::TrainSettings;
+use crate::spec::spec_for;
+use crate::storage::run_dir::RunDir;
+use crate::training::pool::{PoolEvent, RolloutShape, WorkerPool};
 
 /// One measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,7 +38,7 @@ impl RolloutThroughput {
 }
 
 /// Starts `settings.run.num_workers` worker processes (of the current
-/// executable, which must call [`crate::run_child_if_requested`] first)
+/// executable, which must call [`crate::processes::entry::run_child_if_requested`] first)
 /// and receives rounds from them for about `seconds` after a warm-up round.
 /// `scratch` is an empty directory the workers are told is the run
 /// directory (they write nothing there).
@@ -79,7 +80,7 @@ pub fn measure_rollout_throughput(
                     generation: 0,
                     first_env_index: u64::from(worker) * per_worker as u64,
                     num_envs: per_worker as u32,
-                    seed: worker_seed(settings.run.seed, 0),
+                    seed: rl_env::seeds::replacement_seed(settings.run.seed, 0),
                 },
             };
             children.push(spawn_child(

@@ -16,18 +16,18 @@ use rl_ipc::messages::{
 use rl_ipc::ChannelError;
 use rl_policy::{ObsNormalizer, Policy};
 
-use crate::child::{report_failure, ChildContext};
-use crate::eval::{evaluate, EvalRecorder};
-use crate::run_dir::RunDir;
-use crate::trainer::{spec_for, RuntimeError};
+use crate::error::RuntimeError;
+use crate::processes::child::{report_failure, ChildContext};
+use crate::recording::eval::EvalRecorder;
+use crate::spec::spec_for;
+use crate::storage::run_dir::RunDir;
+use crate::training::evaluate::evaluate;
+use crate::training::published::PublishedPolicy;
 
 /// How often the block is checked for new weights.
 const POLL: Duration = Duration::from_millis(20);
 
-pub(crate) fn run_evaluator(
-    registry: &Registry,
-    context: ChildContext,
-) -> Result<(), RuntimeError> {
+pub fn run_evaluator(registry: &Registry, context: ChildContext) -> Result<(), RuntimeError> {
     let result = run(registry, &context);
     report_failure(&context.control, result, |message| {
         EvaluatorToSupervisor::Failed { message }
@@ -57,7 +57,8 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
         .ppo
         .normalize_obs
         .then(|| ObsNormalizer::new(obs_dim, settings.ppo.obs_clip));
-    let mut stats = vec![0.0_f64; context.block.stats_len()];
+    let block = context.block()?;
+    let mut published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
     let mut recorder = EvalRecorder::new(
         &run_dir,
         run_dir.append_eval_csv()?,
@@ -71,16 +72,10 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
 
     let mut evaluate_latest =
         |last_evaluated: &mut Option<u64>| -> Result<Option<u64>, RuntimeError> {
-            let Some(version) = context
-                .block
-                .read_with_stats_into(policy.weights_mut(), &mut stats)?
+            let Some(version) = published.read(block, policy.weights_mut(), obs_norm.as_mut())?
             else {
                 return Ok(None);
             };
-            if let Some(norm) = &mut obs_norm {
-                norm.stats.mean.copy_from_slice(&stats[..obs_dim]);
-                norm.stats.var.copy_from_slice(&stats[obs_dim..2 * obs_dim]);
-            }
             send_json(control, &EvaluatorToSupervisor::Started { version }, &[])?;
             let env_steps = version * steps_per_update;
             let result = evaluate(
@@ -128,7 +123,7 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
             Err(ChannelError::Timeout(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        let Some(latest) = context.block.latest_version() else {
+        let Some(latest) = block.latest_version() else {
             continue;
         };
         if last_evaluated.is_none_or(|v| latest > v) {

@@ -205,7 +205,7 @@ impl RunDir {
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
         let path = self.path.join(name);
-        let bytes = crate::policy_file::encode_policy(spec, env_id, weights, obs_norm);
+        let bytes = crate::storage::policy_file::encode_policy(spec, env_id, weights, obs_norm);
         write_atomically(&self.path, name, &bytes).map_err(|source| PathError {
             path: path.clone(),
             source,

@@ -1,0 +1,77 @@
+//! Builds the checkpoints of one run from the learner's state and writes
+//! them into its `checkpoints/` folder.
+
+use std::path::PathBuf;
+
+use rl_algo::ppo::PpoLearner;
+use rl_policy::PolicySpec;
+
+use crate::error::RuntimeError;
+use crate::settings::TrainSettings;
+use crate::storage::checkpoint::{config_hash, Checkpoint, CheckpointKind};
+use crate::storage::checkpoint_dir::CheckpointDir;
+use crate::storage::run_dir::RunDir;
+
+/// Builds and writes checkpoints of one run.
+pub struct Checkpointer {
+    dir: CheckpointDir,
+    interval: u64,
+    env_id: String,
+    spec: PolicySpec,
+    obs_norm_clip: Option<f64>,
+    config_hash: String,
+    settings_json: String,
+    steps_per_update: u64,
+}
+
+impl Checkpointer {
+    pub fn new(run_dir: &RunDir, settings: &TrainSettings, spec: &PolicySpec) -> Self {
+        Checkpointer {
+            dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
+            interval: settings.checkpoint.interval_updates,
+            env_id: settings.env.id.clone(),
+            spec: spec.clone(),
+            obs_norm_clip: settings.ppo.normalize_obs.then_some(settings.ppo.obs_clip),
+            config_hash: config_hash(settings),
+            settings_json: settings.to_json(),
+            steps_per_update: settings.steps_per_update(),
+        }
+    }
+
+    /// Whether a periodic checkpoint is due after `updates` updates.
+    pub fn due(&self, updates: u64) -> bool {
+        updates > 0 && updates % self.interval == 0
+    }
+
+    /// The learner's state now, with the collectors' snapshots taken at
+    /// the same update boundary.
+    pub fn build(
+        &self,
+        kind: CheckpointKind,
+        learner: &PpoLearner,
+        collectors: Vec<Vec<u8>>,
+        clock: (f64, f64),
+        recent_returns: Vec<f64>,
+    ) -> Checkpoint {
+        let (elapsed_s, train_s) = clock;
+        Checkpoint {
+            kind,
+            env_id: self.env_id.clone(),
+            spec: self.spec.clone(),
+            obs_norm_clip: self.obs_norm_clip,
+            learner: learner.state(),
+            num_updates: learner.num_updates,
+            env_steps: learner.updates_done * self.steps_per_update,
+            elapsed_s,
+            train_s,
+            config_hash: self.config_hash.clone(),
+            settings_json: self.settings_json.clone(),
+            collectors,
+            recent_returns,
+        }
+    }
+
+    pub fn write(&self, checkpoint: &Checkpoint) -> Result<PathBuf, RuntimeError> {
+        Ok(self.dir.write(checkpoint)?)
+    }
+}

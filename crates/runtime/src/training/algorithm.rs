@@ -1,0 +1,36 @@
+//! The run's learning algorithm, built from its settings: where `[run]
+//! device`, `[run] learner` and `[run] torch_threads` are read.
+
+use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
+use rl_algo::ppo::{Backend, PpoLearner};
+use rl_policy::PolicySpec;
+
+use crate::error::RuntimeError;
+use crate::settings::TrainSettings;
+
+/// The run's PPO learner, on the configured device and gradient path, with
+/// the configured libtorch threads.
+pub fn new_learner(
+    settings: &TrainSettings,
+    spec: &PolicySpec,
+) -> Result<PpoLearner, RuntimeError> {
+    let device = resolve_device(
+        settings
+            .run
+            .device
+            .parse::<DeviceChoice>()
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?,
+    )?;
+    set_torch_threads(settings.run.torch_threads);
+    let backend = match settings.run.learner.as_str() {
+        "torch" => Backend::Torch(device),
+        _ => Backend::for_device(device),
+    };
+    Ok(PpoLearner::new(
+        spec.clone(),
+        settings.ppo.clone(),
+        settings.env.num_envs,
+        settings.run.seed,
+        backend,
+    ))
+}

@@ -1,0 +1,213 @@
+//! `num_workers = 0`: the training loop with every env, the evaluation and
+//! the recording in the calling process, and its host: the signal requests
+//! of the command and its observer.
+
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use rl_algo::ppo::UpdateStats;
+use rl_env::Registry;
+use rl_policy::{Policy, PolicySpec};
+
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::recording::eval::EvalRecorder;
+use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSummary};
+use crate::settings::TrainSettings;
+use crate::spec::policy_spec;
+use crate::storage::checkpoint::ResumeFrom;
+use crate::storage::run_dir::{remove_stale_temporaries, RunDir};
+use crate::training::algorithm::new_learner;
+use crate::training::collector::{build_collector, Began, CollectorSource};
+use crate::training::evaluate::evaluate;
+use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
+use crate::training::trainer::Trainer;
+
+/// The calling process as the loop's host.
+struct TerminalHost<'a> {
+    registry: &'a Registry,
+    settings: &'a TrainSettings,
+    requests: &'a Requests,
+    observer: &'a mut dyn Observer,
+    recorder: EvalRecorder<'a>,
+    eval_policy: Policy,
+    start_unix_s: f64,
+    checkpoints_handled: usize,
+    last_eval: Option<EvalResult>,
+    progress: Option<Progress>,
+}
+
+impl Host for TerminalHost<'_> {
+    fn poll(&mut self) -> Result<Vec<Command>, RuntimeError> {
+        let mut commands = Vec::new();
+        let requested = self.requests.checkpoints();
+        if requested > self.checkpoints_handled {
+            self.checkpoints_handled = requested;
+            commands.push(Command::Checkpoint);
+        }
+        if self.requests.stops() > 0 {
+            commands.push(Command::Stop);
+        }
+        Ok(commands)
+    }
+
+    fn command_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn stop_now(&self) -> bool {
+        self.requests.stops() > 0
+    }
+
+    fn alive(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    fn updated(
+        &mut self,
+        progress: &Progress,
+        stats: &UpdateStats,
+        _rejected: u64,
+    ) -> Result<(), RuntimeError> {
+        let progress = Progress {
+            last_eval_return: self.last_eval.as_ref().map(EvalResult::mean),
+            ..*progress
+        };
+        self.observer.on_update(&progress, stats);
+        self.progress = Some(progress);
+        Ok(())
+    }
+
+    fn evaluation_point(&mut self, point: &EvalPoint<'_>) -> Result<Vec<Command>, RuntimeError> {
+        self.eval_policy.set_weights(point.weights)?;
+        let result = evaluate(
+            self.registry,
+            self.settings,
+            &mut self.eval_policy,
+            point.obs_norm,
+            point.env_steps,
+            point.version,
+        )?;
+        let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
+        let best = self
+            .recorder
+            .record(elapsed_s, &result, point.weights, point.obs_norm)?;
+        if let Some(progress) = &mut self.progress {
+            progress.last_eval_return = Some(result.mean());
+            progress.elapsed = std::time::Duration::from_secs_f64(elapsed_s);
+            self.observer.on_eval(progress, &result);
+        }
+        self.last_eval = Some(result);
+        Ok(if best {
+            vec![Command::SaveBest {
+                version: point.version,
+            }]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn checkpoint_written(&mut self, path: &Path) -> Result<(), RuntimeError> {
+        self.observer
+            .on_message(&format!("train: checkpoint written: {}", path.display()));
+        Ok(())
+    }
+
+    fn warn(&mut self, message: String) -> Result<(), RuntimeError> {
+        self.observer.on_message(&format!("train: {message}"));
+        Ok(())
+    }
+
+    fn replace_worker(&mut self, worker: u32, _: u32, _: String) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Failed(format!(
+            "worker {worker} to replace in a run without worker processes"
+        )))
+    }
+
+    fn ended(&mut self, _: &Outcome) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    fn next_command(&mut self) -> Result<Option<Command>, RuntimeError> {
+        Ok(None)
+    }
+}
+
+/// Trains in this process with the settings, writing the run directory,
+/// until the step budget is spent or a stop is requested (the update in
+/// progress is then abandoned); from a checkpoint when `resume` is given.
+/// A checkpoint is written at each checkpoint-now request.
+pub fn train_in_process(
+    registry: &Registry,
+    settings: &TrainSettings,
+    run_dir: &RunDir,
+    resume: Option<&ResumeFrom>,
+    requests: &Requests,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary, RuntimeError> {
+    let envs = registry.make_vec(&settings.env.id, settings.env.num_envs)?;
+    let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
+    let learner = new_learner(settings, &spec)?;
+    let elapsed0 = resume.map_or(0.0, |r| r.checkpoint.elapsed_s);
+    let start_unix_s = unix_now() - elapsed0;
+    if resume.is_none() {
+        run_dir.create_csv_files()?;
+    }
+    let (collector, began) = build_collector(
+        envs,
+        spec.clone(),
+        settings.run.seed,
+        0,
+        resume.map(|r| (&r.checkpoint, 0)),
+    )?;
+    if began == Began::NewEpisodes {
+        observer.on_message(&format!(
+            "train: {} does not support snapshots: the resumed run starts new episodes",
+            settings.env.id
+        ));
+    }
+    let mut source = CollectorSource::new(collector, settings.ppo.num_steps);
+    let trainer = Trainer::new(
+        settings,
+        run_dir,
+        spec.clone(),
+        learner,
+        resume.map(|r| (r.path.as_path(), &r.checkpoint)),
+        start_unix_s,
+    )?;
+    let mut host = TerminalHost {
+        registry,
+        settings,
+        requests,
+        recorder: EvalRecorder::new(
+            run_dir,
+            run_dir.append_eval_csv()?,
+            spec.clone(),
+            &settings.env.id,
+            start_unix_s,
+        )?,
+        observer,
+        eval_policy: Policy::new(spec)?,
+        start_unix_s,
+        checkpoints_handled: requests.checkpoints(),
+        last_eval: None,
+        progress: None,
+    };
+    let outcome = trainer.run(&mut source, &mut host)?;
+    remove_stale_temporaries(run_dir.path());
+    let ending = match outcome.ended {
+        Ended::Completed => Ending::Completed,
+        Ended::Stopped => Ending::Interrupted,
+        Ended::Diverged(message) => return Err(RuntimeError::Diverged(message)),
+    };
+    Ok(TrainSummary {
+        ending,
+        env_steps: outcome.env_steps,
+        updates: outcome.updates,
+        last_eval: host.last_eval,
+        restarts: 0,
+        rejected_messages: 0,
+        policy_file: Some(outcome.policy_file),
+        checkpoint: outcome.checkpoint,
+    })
+}

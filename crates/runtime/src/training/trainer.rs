@@ -1,0 +1,380 @@
+//! The training loop, the one both `num_workers = 0` and `num_workers >= 1`
+//! run: [`Trainer`] owns the schedule (updates, evaluation points,
+//! checkpoints of every kind, progress, stops, the final policy) and gets
+//! its experience from an [`ExperienceSource`] and its orders from a
+//! [`Host`].
+//!
+//! ```text
+//! each round:  host.poll()            stop? checkpoint now? a worker joined?
+//!              source.start_round     act with the current weights (version = updates done)
+//!              source.gather          the round's rollout [T, E]
+//!              learner.update         all or nothing (abandoned on a stop, undone on divergence)
+//!              source.commit_round    the envs' state now goes with the learner's
+//!              train.csv row, host.updated
+//!              evaluation point?      keep the state, host.evaluation_point -> SaveBest
+//!              checkpoint due?        periodic, or final after the last update
+//! at the end:  stop checkpoint (stopped or diverged), policy.safetensors,
+//!              host.ended, then best-checkpoint requests until the host is done
+//! ```
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rl_algo::divergence::Divergence;
+use rl_algo::ppo::{PpoConfig, PpoLearner, UpdateError};
+use rl_policy::{PolicySpec, Rollout};
+
+use crate::clock::unix_now;
+use crate::error::RuntimeError;
+use crate::memory::RETAINED_EVAL_POINTS;
+use crate::recording::train::TrainRecorder;
+use crate::report::Progress;
+use crate::settings::TrainSettings;
+use crate::storage::checkpoint::{Checkpoint, CheckpointKind};
+use crate::storage::checkpointer::Checkpointer;
+use crate::storage::run_dir::RunDir;
+use crate::training::evaluate::next_eval_after;
+use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
+use crate::training::source::{ExperienceSource, Gathered};
+
+/// The message of a diverged run: what went non-finite, where the last
+/// finite state is, and the command that continues with other settings.
+pub fn divergence_message(
+    divergence: &Divergence,
+    run_dir: &Path,
+    policy: &Path,
+    checkpoint: Option<&Path>,
+    updates_done: u64,
+) -> String {
+    let example = divergence.suspects.first().and_then(|(key, _)| {
+        let (table, field) = key.split_once('.')?;
+        let defaults = serde_json::to_value(PpoConfig::default()).ok()?;
+        let value = (table == "ppo")
+            .then(|| defaults.get(field).cloned())
+            .flatten()?;
+        Some(format!(" --set {key}={value}"))
+    });
+    format!(
+        "{divergence}. Nothing non-finite was published or saved: the weights after update {updates_done} are in {}{}; to continue from there with other settings: train --resume {}{}",
+        policy.display(),
+        checkpoint.map_or(String::new(), |c| format!(" and {}", c.display())),
+        run_dir.display(),
+        example.unwrap_or_else(|| " --set ppo.KEY=VALUE".to_string())
+    )
+}
+
+/// The returns of the last 100 finished training episodes.
+#[derive(Debug, Default)]
+pub struct RecentReturns(VecDeque<f64>);
+
+impl RecentReturns {
+    pub fn from_returns(returns: &[f64]) -> Self {
+        RecentReturns(returns.iter().rev().take(100).rev().copied().collect())
+    }
+
+    pub fn to_vec(&self) -> Vec<f64> {
+        self.0.iter().copied().collect()
+    }
+
+    pub fn extend(&mut self, episodes: &[rl_policy::EpisodeRecord]) {
+        for episode in episodes {
+            if self.0.len() == 100 {
+                self.0.pop_front();
+            }
+            self.0.push_back(episode.episode_return);
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (!self.0.is_empty()).then(|| self.0.iter().sum::<f64>() / self.0.len() as f64)
+    }
+}
+
+/// What a command did to the round.
+#[derive(PartialEq)]
+enum Next {
+    GoOn,
+    Stop,
+}
+
+/// See the module documentation.
+pub struct Trainer<'a> {
+    settings: &'a TrainSettings,
+    run_dir: &'a RunDir,
+    spec: PolicySpec,
+    learner: PpoLearner,
+    checkpointer: Checkpointer,
+    recorder: TrainRecorder,
+    recent: RecentReturns,
+    /// The state at recent evaluation points, oldest first.
+    retained: VecDeque<Checkpoint>,
+    start_unix_s: f64,
+    /// Seconds spent collecting and updating, over the whole run.
+    train_s: f64,
+}
+
+impl<'a> Trainer<'a> {
+    /// A loop for `learner`, continuing from `resume` when given; the run
+    /// started at `start_unix_s`. `train.csv` must exist.
+    pub fn new(
+        settings: &'a TrainSettings,
+        run_dir: &'a RunDir,
+        spec: PolicySpec,
+        mut learner: PpoLearner,
+        resume: Option<(&Path, &Checkpoint)>,
+        start_unix_s: f64,
+    ) -> Result<Self, RuntimeError> {
+        let mut recent = RecentReturns::default();
+        let mut train_s = 0.0;
+        if let Some((path, checkpoint)) = resume {
+            learner
+                .restore(&checkpoint.learner)
+                .map_err(|e| RuntimeError::Setup(format!("{}: {e}", path.display())))?;
+            recent = RecentReturns::from_returns(&checkpoint.recent_returns);
+            train_s = checkpoint.train_s;
+        }
+        Ok(Trainer {
+            checkpointer: Checkpointer::new(run_dir, settings, &spec),
+            recorder: TrainRecorder::new(run_dir, run_dir.append_train_csv()?, start_unix_s)?,
+            settings,
+            run_dir,
+            spec,
+            learner,
+            recent,
+            retained: VecDeque::new(),
+            start_unix_s,
+            train_s,
+        })
+    }
+
+    pub fn learner(&self) -> &PpoLearner {
+        &self.learner
+    }
+
+    fn checkpoint(&self, kind: CheckpointKind, source: &dyn ExperienceSource) -> Checkpoint {
+        let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
+        self.checkpointer.build(
+            kind,
+            &self.learner,
+            source.snapshots(),
+            (elapsed_s, self.train_s),
+            self.recent.to_vec(),
+        )
+    }
+
+    fn write(
+        &self,
+        kind: CheckpointKind,
+        source: &dyn ExperienceSource,
+    ) -> Result<PathBuf, RuntimeError> {
+        self.checkpointer.write(&self.checkpoint(kind, source))
+    }
+
+    fn handle(
+        &mut self,
+        command: Command,
+        source: &mut dyn ExperienceSource,
+        host: &mut dyn Host,
+    ) -> Result<Next, RuntimeError> {
+        match command {
+            Command::Stop => return Ok(Next::Stop),
+            // Between updates: the state and the committed snapshots
+            // belong together.
+            Command::Checkpoint => {
+                let path = self.write(CheckpointKind::Periodic, source)?;
+                host.checkpoint_written(&path)?;
+            }
+            Command::SaveBest { version } => {
+                match self.retained.iter().find(|c| c.learner.updates_done == version) {
+                    Some(state) => {
+                        let best = Checkpoint {
+                            kind: CheckpointKind::Best,
+                            ..state.clone()
+                        };
+                        self.checkpointer.write(&best)?;
+                    }
+                    None => host.warn(format!(
+                        "the best evaluation so far is of version {version}, which the learner no longer holds (the evaluator is more than {RETAINED_EVAL_POINTS} evaluations behind): checkpoints/best.safetensors is not updated; best_policy.safetensors is"
+                    ))?,
+                }
+            }
+            Command::WorkerJoined {
+                worker,
+                generation,
+                channel,
+            } => source.join(worker, generation, channel)?,
+        }
+        Ok(Next::GoOn)
+    }
+
+    fn handle_all(
+        &mut self,
+        commands: Vec<Command>,
+        source: &mut dyn ExperienceSource,
+        host: &mut dyn Host,
+    ) -> Result<Next, RuntimeError> {
+        let mut next = Next::GoOn;
+        for command in commands {
+            if self.handle(command, source, host)? == Next::Stop {
+                next = Next::Stop;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Trains until the budget is spent, a stop, or a divergence; see the
+    /// module documentation.
+    pub fn run(
+        mut self,
+        source: &mut dyn ExperienceSource,
+        host: &mut dyn Host,
+    ) -> Result<Outcome, RuntimeError> {
+        let steps_per_update = self.settings.steps_per_update();
+        let num_updates = self.learner.num_updates;
+        let total_env_steps = num_updates * steps_per_update;
+        let interval = self.settings.eval.interval_steps;
+        let mut next_eval = next_eval_after(self.learner.updates_done * steps_per_update, interval);
+        let mut rollout = Rollout::default();
+        let mut ended = Ended::Completed;
+        let mut divergence = None;
+        let mut end_checkpoint = None;
+        'rounds: while self.learner.updates_done < num_updates {
+            let commands = host.poll()?;
+            if self.handle_all(commands, source, host)? == Next::Stop {
+                ended = Ended::Stopped;
+                break;
+            }
+            let round_start = Instant::now();
+            let version = self.learner.updates_done;
+            source.start_round(
+                version,
+                &self.learner.policy_weights(),
+                self.learner.obs_norm.as_ref(),
+                host,
+            )?;
+            loop {
+                match source.gather(host, &mut rollout)? {
+                    Gathered::Complete => break,
+                    Gathered::Commands(commands) => {
+                        if self.handle_all(commands, source, host)? == Next::Stop {
+                            ended = Ended::Stopped;
+                            break 'rounds;
+                        }
+                    }
+                }
+            }
+            // A replaced worker's envs start new episodes: their running
+            // discounted returns (reward scaling) restart from zero.
+            for envs in source.take_restarted_envs() {
+                if let Some(scaler) = &mut self.learner.reward_scaler {
+                    for env in envs {
+                        scaler.returns[env] = 0.0;
+                    }
+                }
+            }
+            let abandon = || {
+                // Between minibatches: a long update still says it is alive.
+                let _ = host.alive();
+                host.stop_now()
+            };
+            let stats = match self.learner.update(&rollout, &abandon) {
+                Ok(stats) => stats,
+                Err(UpdateError::Abandoned) => {
+                    ended = Ended::Stopped;
+                    break;
+                }
+                // Back at the state before this update, which the envs'
+                // state before this round goes with: saved below.
+                Err(UpdateError::Diverged(d)) => {
+                    divergence = Some(d);
+                    break;
+                }
+            };
+            source.commit_round();
+            self.train_s += round_start.elapsed().as_secs_f64();
+            self.recent.extend(&rollout.episodes);
+            let updates = self.learner.updates_done;
+            let env_steps = updates * steps_per_update;
+            let progress = Progress {
+                elapsed: Duration::from_secs_f64((unix_now() - self.start_unix_s).max(0.0)),
+                env_steps,
+                total_env_steps,
+                updates,
+                steps_per_s: env_steps as f64 / self.train_s.max(1e-9),
+                episode_return_mean: self.recent.mean(),
+                last_eval_return: None,
+            };
+            self.recorder.record(&progress, &stats)?;
+            host.updated(&progress, &stats, source.rejected())?;
+            let last = updates == num_updates;
+            // An evaluation point: the state is kept in case its
+            // evaluation turns out the best.
+            if env_steps >= next_eval || last {
+                if self.retained.len() == RETAINED_EVAL_POINTS {
+                    self.retained.pop_front();
+                }
+                let state = self.checkpoint(CheckpointKind::Best, source);
+                self.retained.push_back(state);
+                next_eval = next_eval_after(env_steps, interval);
+                let weights = self.learner.policy_weights();
+                let commands = host.evaluation_point(&EvalPoint {
+                    version: updates,
+                    env_steps,
+                    weights: &weights,
+                    obs_norm: self.learner.obs_norm.as_ref(),
+                })?;
+                drop(weights);
+                if self.handle_all(commands, source, host)? == Next::Stop {
+                    ended = Ended::Stopped;
+                }
+            }
+            if last {
+                end_checkpoint = Some(self.write(CheckpointKind::Final, source)?);
+            } else if self.checkpointer.due(updates) {
+                self.write(CheckpointKind::Periodic, source)?;
+            }
+            if ended == Ended::Stopped {
+                break;
+            }
+        }
+        if ended == Ended::Stopped || divergence.is_some() {
+            end_checkpoint = Some(self.write(CheckpointKind::Stop, source)?);
+        }
+        source.stop();
+        let policy_file = self.run_dir.write_policy(
+            &self.spec,
+            &self.settings.env.id,
+            &self.learner.policy_weights(),
+            self.learner.obs_norm.as_ref(),
+        )?;
+        if let Some(d) = divergence {
+            ended = Ended::Diverged(divergence_message(
+                &d,
+                self.run_dir.path(),
+                &policy_file,
+                end_checkpoint.as_deref(),
+                self.learner.updates_done,
+            ));
+        }
+        let outcome = Outcome {
+            ended,
+            env_steps: self.learner.updates_done * steps_per_update,
+            updates: self.learner.updates_done,
+            rejected: source.rejected(),
+            policy_file,
+            checkpoint: end_checkpoint,
+        };
+        host.ended(&outcome)?;
+        if !matches!(outcome.ended, Ended::Diverged(_)) {
+            // Best-checkpoint requests for the last evaluations may still
+            // come: answered until the host says stop (or is gone).
+            while let Some(command) = host.next_command()? {
+                if self.handle(command, source, host)? == Next::Stop {
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
