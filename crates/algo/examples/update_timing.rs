@@ -6,8 +6,9 @@
 use std::time::Instant;
 
 use rl_algo::adam::{clip_grad_norm, Adam};
+use rl_algo::engine::torch::{ppo_loss, Minibatch};
 use rl_algo::net::ActorCritic;
-use rl_algo::ppo::{ppo_loss, Minibatch, PpoConfig};
+use rl_algo::ppo::config::PpoConfig;
 use rl_policy::{ActionHead, Activation, PolicySpec};
 use tch::{Device, Kind, Tensor};
 

@@ -10,7 +10,7 @@
 //! [`Divergence`], and the learner goes back to the state it had before the
 //! update, so nothing non-finite is ever published, saved or checkpointed.
 
-use crate::ppo::PpoConfig;
+use crate::ppo::config::PpoConfig;
 
 /// A quantity of an update that went non-finite.
 #[derive(Debug, Clone, PartialEq)]

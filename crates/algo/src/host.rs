@@ -6,13 +6,14 @@
 //! For the small networks of classic control, libtorch's per-operation
 //! overhead (a few microseconds for each of some hundreds of operations per
 //! minibatch) dominates the arithmetic; this path removes it. It computes the
-//! same loss as [`crate::ppo::ppo_loss`] and is checked against the same
+//! same loss as [`crate::engine::torch::ppo_loss`] and is checked against the same
 //! PyTorch fixtures.
 
 use rl_policy::fast_math::fast_tanh;
 use rl_policy::{ActionHead, Activation, ParamLayout, PolicySpec};
 
-use crate::ppo::PpoConfig;
+use crate::engine::gradient::LossTerms;
+use crate::ppo::config::PpoConfig;
 
 const HALF_LOG_2PI: f32 = 0.918_938_5;
 
@@ -24,18 +25,6 @@ pub struct HostMinibatch<'a> {
     pub advantages: &'a [f32],    // [B]
     pub returns: &'a [f32],       // [B]
     pub old_values: &'a [f32],    // [B]
-}
-
-/// The loss terms of one minibatch (means over the minibatch).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LossTerms {
-    pub loss: f64,
-    pub policy_loss: f64,
-    pub value_loss: f64,
-    pub entropy: f64,
-    pub approx_kl: f64,
-    pub old_approx_kl: f64,
-    pub clip_frac: f64,
 }
 
 #[derive(Debug, Clone, Copy)]

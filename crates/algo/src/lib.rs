@@ -1,13 +1,15 @@
 //! Learning algorithms on libtorch through `tch`.
 //!
-//! * [`ppo`]: PPO with CleanRL's maths and names ([`ppo::PpoConfig`],
-//!   [`ppo::PpoLearner`], [`ppo::ppo_loss`]), reward scaling, explained
-//!   variance;
+//! * [`ppo`]: PPO with CleanRL's maths and names ([`ppo::config::PpoConfig`],
+//!   [`ppo::learner::PpoLearner`]), reward scaling, explained variance;
+//! * [`engine`]: what computes gradients, behind one trait: the
+//!   hand-written host engine ([`host`] has its maths) and libtorch's;
 //! * [`net::ActorCritic`]: the networks as tensors in the flat layout of
 //!   [`rl_policy::ParamLayout`], with CleanRL's orthogonal initialisation;
 //! * [`adam::Adam`]: `torch.optim.Adam` on tensors with its moments and step
 //!   counts in the open (checkpoints restore them), and gradient clipping;
 //! * [`gae::gae`]: generalised advantage estimation;
+//! * [`validate`]: config checks shared by algorithms' tables;
 //! * [`device`]: the learner's device (`auto`/`cpu`/`cuda`) and torch threads.
 //!
 //! ```no_run
@@ -22,17 +24,12 @@
 pub mod adam;
 pub mod device;
 pub mod divergence;
+pub mod engine;
 pub mod gae;
 pub mod host;
 pub mod init;
 pub mod net;
 pub mod ppo;
+pub mod validate;
 
-/// A config field whose value is out of range: the field's name, the value
-/// and what is allowed. The CLI adds the file and line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub value: String,
-    pub allowed: &'static str,
-}
+pub use validate::FieldError;

@@ -6,7 +6,9 @@
 use std::cell::Cell;
 
 use rl_algo::divergence::Stage;
-use rl_algo::ppo::{Backend, PpoConfig, PpoLearner, UpdateError};
+use rl_algo::engine::gradient::Backend;
+use rl_algo::ppo::config::PpoConfig;
+use rl_algo::ppo::learner::{PpoLearner, UpdateError};
 use rl_env::{Env, Registry};
 use rl_policy::{ActionHead, Activation, Policy, PolicySpec, RolloutCollector};
 use tch::Device;
@@ -131,7 +133,7 @@ fn learning_rate_and_clip_anneal_linearly_and_target_kl_stops_epochs_early() {
 
 #[test]
 fn reward_scaling_divides_by_the_running_std_of_discounted_returns() {
-    use rl_algo::ppo::RewardScaler;
+    use rl_algo::ppo::reward_scaler::RewardScaler;
     // One env, reward 1 every step, no episode end: returns 1, 1.9, 2.71, ...
     let mut scaler = RewardScaler::new(1, 0.9, 1e9);
     let mut rewards = vec![1.0_f32; 5];

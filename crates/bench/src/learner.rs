@@ -17,7 +17,9 @@
 use std::time::Instant;
 
 use rl_algo::device::{cuda_available, resolve_device, DeviceChoice};
-use rl_algo::ppo::{Backend, PpoConfig, PpoLearner};
+use rl_algo::engine::gradient::Backend;
+use rl_algo::ppo::config::PpoConfig;
+use rl_algo::ppo::learner::PpoLearner;
 use rl_env::Registry;
 use rl_policy::{ActionHead, Activation, Policy, PolicySpec, Rollout, RolloutCollector};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use rl_algo::ppo::UpdateStats;
+use rl_algo::ppo::learner::UpdateStats;
 use rl_env::Registry;
 use rl_runtime::{
     prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rl_algo::ppo::UpdateStats;
+use rl_algo::ppo::learner::UpdateStats;
 
 /// What the user, a terminal or a cluster asked of a running training, by
 /// signal: counted by the command's signal handlers, read by the loops.

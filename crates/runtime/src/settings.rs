@@ -2,7 +2,8 @@
 //! checks that run before anything starts.
 
 use rl_algo::device::DeviceChoice;
-use rl_algo::ppo::{PpoConfig, MAX_CONFIG_INT};
+use rl_algo::ppo::config::PpoConfig;
+use rl_algo::validate::MAX_CONFIG_INT;
 use rl_algo::FieldError;
 use rl_policy::Activation;
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rl_algo::ppo::UpdateStats;
+use rl_algo::ppo::learner::UpdateStats;
 use rl_env::Registry;
 use rl_ipc::messages::{
     recv_json, send_json, LearnerToSupervisor, RunReport, SupervisorToLearner, UpdateReport,

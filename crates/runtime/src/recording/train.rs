@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use rl_algo::ppo::UpdateStats;
+use rl_algo::ppo::learner::UpdateStats;
 use rl_metrics::tensorboard::EventWriter;
 
 use crate::clock::unix_now;

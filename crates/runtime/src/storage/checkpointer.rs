@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use rl_algo::ppo::PpoLearner;
+use rl_algo::ppo::learner::PpoLearner;
 use rl_policy::PolicySpec;
 
 use crate::error::RuntimeError;

@@ -2,7 +2,8 @@
 //! device`, `[run] learner` and `[run] torch_threads` are read.
 
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
-use rl_algo::ppo::{Backend, PpoLearner};
+use rl_algo::engine::gradient::Backend;
+use rl_algo::ppo::learner::PpoLearner;
 use rl_policy::PolicySpec;
 
 use crate::error::RuntimeError;

@@ -7,7 +7,7 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rl_algo::ppo::UpdateStats;
+use rl_algo::ppo::learner::UpdateStats;
 use rl_policy::ObsNormalizer;
 
 use crate::error::RuntimeError;

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rl_algo::divergence::Divergence;
-use rl_algo::ppo::{PpoConfig, PpoLearner, UpdateError};
+use rl_algo::ppo::config::PpoConfig;
+use rl_algo::ppo::learner::{PpoLearner, UpdateError};
 use rl_policy::{PolicySpec, Rollout};
 
 use crate::clock::unix_now;

@@ -1,0 +1,9 @@
+//! Gradient engines: what computes a minibatch's PPO loss and gradient and
+//! applies Adam. One trait ([`gradient::GradientEngine`]), two engines:
+//! `host` (hand-written, no libtorch: fastest for the small networks of
+//! classic control on a CPU) and `torch` (libtorch through tch, on a CPU or
+//! a GPU). Both compute the same numbers as PyTorch (tests/numerics.rs).
+
+pub mod gradient;
+pub mod host;
+pub mod torch;

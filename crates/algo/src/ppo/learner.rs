@@ -1,0 +1,414 @@
+//! The PPO learner: its state (engine, normalisers, schedules, shuffle
+//! generator) and the update, which follows the update loop of CleanRL's
+//! `ppo.py` line by line. Each place it differs says `// CleanRL:` and why.
+
+use std::borrow::Cow;
+
+use rl_env::rng::Rng;
+use rl_policy::{ObsNormalizer, Policy, PolicySpec, Rollout, RunningMeanStd};
+
+use crate::divergence::{first_non_finite, Divergence, Stage};
+use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
+use crate::engine::host::HostEngine;
+use crate::engine::torch::TorchEngine;
+use crate::gae::gae;
+use crate::ppo::batch::{explained_variance, shuffle};
+use crate::ppo::config::PpoConfig;
+use crate::ppo::reward_scaler::RewardScaler;
+
+/// What one update reports, averaged over its minibatches.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UpdateStats {
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    pub approx_kl: f64,
+    pub old_approx_kl: f64,
+    pub clip_frac: f64,
+    pub explained_variance: f64,
+    pub learning_rate: f64,
+    pub clip_coef: f64,
+    /// Epochs actually run (fewer than `update_epochs` after a `target_kl` stop).
+    pub epochs: usize,
+}
+
+/// Everything a learner needs to continue exactly where it was: what a
+/// checkpoint holds of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerState {
+    /// Parameters, flat in layout order.
+    pub weights: Vec<f32>,
+    /// Adam's first and second moments, flat like the parameters.
+    pub adam_exp_avg: Vec<f32>,
+    pub adam_exp_avg_sq: Vec<f32>,
+    /// Adam steps taken.
+    pub adam_step: u64,
+    pub obs_norm: Option<RunningMeanStd>,
+    /// The reward scaler's statistics and its running discounted return per env.
+    pub reward_scaler: Option<(RunningMeanStd, Vec<f64>)>,
+    /// The minibatch-shuffle generator's position.
+    pub rng: [u64; 4],
+    /// Updates done: the position in the learning-rate and clip schedules.
+    pub updates_done: u64,
+}
+
+/// Why [`PpoLearner::update`] did not update. Either way the learner is
+/// back exactly where it was before the update began.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateError {
+    /// The caller asked to stop (checked before every minibatch).
+    Abandoned,
+    /// A number went non-finite (see [`crate::divergence`]).
+    Diverged(Divergence),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Abandoned => write!(f, "the update was abandoned"),
+            UpdateError::Diverged(d) => d.fmt(f),
+        }
+    }
+}
+
+/// The learner's whole PPO state: parameters, optimizer, normalisers,
+/// schedules and the generator for minibatch shuffles.
+pub struct PpoLearner {
+    pub config: PpoConfig,
+    pub(crate) engine: Box<dyn GradientEngine>,
+    pub obs_norm: Option<ObsNormalizer>,
+    pub reward_scaler: Option<RewardScaler>,
+    pub rng: Rng,
+    pub updates_done: u64,
+    pub num_updates: u64,
+    pub num_envs: usize,
+    /// Acts with the new weights on observations of the rollout, to check
+    /// that the policy the workers will get computes finite numbers.
+    pub(crate) check_policy: Option<Policy>,
+}
+
+impl PpoLearner {
+    /// A learner with CleanRL's initialisation, drawn from `seed` by our own
+    /// generator (identical for every backend and device).
+    pub fn new(
+        spec: PolicySpec,
+        config: PpoConfig,
+        num_envs: usize,
+        seed: u64,
+        backend: Backend,
+    ) -> Self {
+        let obs_dim = spec.obs_dim;
+        let check_policy = Policy::new(spec.clone()).ok();
+        let engine: Box<dyn GradientEngine> = match backend {
+            Backend::Host => {
+                let weights = crate::init::initial_weights(&spec, seed, config.init_log_std);
+                Box::new(HostEngine::new(spec, weights, config.adam_eps))
+            }
+            Backend::Torch(device) => Box::new(TorchEngine::new(
+                spec,
+                seed,
+                config.init_log_std,
+                config.adam_eps,
+                device,
+            )),
+        };
+        let obs_norm = config
+            .normalize_obs
+            .then(|| ObsNormalizer::new(obs_dim, config.obs_clip));
+        let reward_scaler = config
+            .normalize_reward
+            .then(|| RewardScaler::new(num_envs, config.gamma, config.reward_clip));
+        PpoLearner {
+            num_updates: config.num_updates(num_envs),
+            config,
+            engine,
+            obs_norm,
+            reward_scaler,
+            rng: Rng::from_seed(rl_env::seeds::shuffle_seed(seed)),
+            updates_done: 0,
+            num_envs,
+            check_policy,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
+    /// The fraction of training left before the next update (CleanRL:
+    /// `1 - (iteration - 1) / num_iterations`).
+    fn remaining(&self) -> f64 {
+        1.0 - self.updates_done as f64 / self.num_updates as f64
+    }
+
+    pub fn current_learning_rate(&self) -> f64 {
+        if self.config.anneal_lr {
+            self.config.learning_rate * self.remaining()
+        } else {
+            self.config.learning_rate
+        }
+    }
+
+    /// CleanRL: the clip coefficient is constant; SB3 zoo's `lin_0.2`
+    /// schedules anneal it like the learning rate (`anneal_clip`).
+    pub fn current_clip_coef(&self) -> f64 {
+        if self.config.anneal_clip {
+            self.config.clip_coef * self.remaining()
+        } else {
+            self.config.clip_coef
+        }
+    }
+
+    /// The learner's whole state (see [`LearnerState`]).
+    pub fn state(&self) -> LearnerState {
+        let optimizer = self.engine.optimizer_state();
+        LearnerState {
+            weights: self.policy_weights().into_owned(),
+            adam_exp_avg: optimizer.exp_avg,
+            adam_exp_avg_sq: optimizer.exp_avg_sq,
+            adam_step: optimizer.step,
+            obs_norm: self.obs_norm.as_ref().map(|n| n.stats.clone()),
+            reward_scaler: self
+                .reward_scaler
+                .as_ref()
+                .map(|r| (r.stats.clone(), r.returns.clone())),
+            rng: self.rng.state(),
+            updates_done: self.updates_done,
+        }
+    }
+
+    /// Continues from a [`LearnerState`] of a learner with the same
+    /// architecture and settings; an error says what does not fit.
+    pub fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
+        let len = self.policy_weights().len();
+        for (what, got) in [
+            ("weights", state.weights.len()),
+            ("Adam first moments", state.adam_exp_avg.len()),
+            ("Adam second moments", state.adam_exp_avg_sq.len()),
+        ] {
+            if got != len {
+                return Err(format!("{what}: {got} values, the network has {len}"));
+            }
+        }
+        if state.obs_norm.is_some() != self.obs_norm.is_some()
+            || state.reward_scaler.is_some() != self.reward_scaler.is_some()
+        {
+            return Err("observation or reward normalisation differs from the config".into());
+        }
+        if let (Some(norm), Some(stats)) = (&mut self.obs_norm, &state.obs_norm) {
+            if stats.dim() != norm.stats.dim() {
+                return Err(format!(
+                    "observation statistics of {} values, the env has {}",
+                    stats.dim(),
+                    norm.stats.dim()
+                ));
+            }
+            norm.stats = stats.clone();
+        }
+        if let (Some(scaler), Some((stats, returns))) =
+            (&mut self.reward_scaler, &state.reward_scaler)
+        {
+            if returns.len() != scaler.returns.len() || stats.dim() != 1 {
+                return Err(format!(
+                    "reward scaling for {} envs, the run has {}",
+                    returns.len(),
+                    scaler.returns.len()
+                ));
+            }
+            scaler.stats = stats.clone();
+            scaler.returns = returns.clone();
+        }
+        self.rng = Rng::from_state(state.rng).ok_or("a shuffle generator state of all zeros")?;
+        if state.updates_done > self.num_updates {
+            return Err(format!(
+                "{} updates done, the run has {} in all",
+                state.updates_done, self.num_updates
+            ));
+        }
+        self.updates_done = state.updates_done;
+        self.engine.load(
+            &state.weights,
+            &OptimizerState {
+                exp_avg: state.adam_exp_avg.clone(),
+                exp_avg_sq: state.adam_exp_avg_sq.clone(),
+                step: state.adam_step,
+            },
+        );
+        Ok(())
+    }
+
+    /// The weights to act with, flat in layout order: borrowed from the
+    /// host engine (no copy each round), copied out of libtorch otherwise.
+    pub fn policy_weights(&self) -> Cow<'_, [f32]> {
+        self.engine.weights()
+    }
+
+    /// One PPO update on a rollout collected with the current weights and
+    /// observation statistics. All or nothing: `abandon` is asked before
+    /// every minibatch; when it says so, or when a number goes non-finite
+    /// (see [`crate::divergence`]), the learner goes back to exactly the
+    /// state it had before the update and says why.
+    pub fn update(
+        &mut self,
+        rollout: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<UpdateStats, UpdateError> {
+        self.engine.save();
+        let obs_norm = self.obs_norm.as_ref().map(|n| n.stats.clone());
+        let reward_scaler = self
+            .reward_scaler
+            .as_ref()
+            .map(|r| (r.stats.clone(), r.returns.clone()));
+        let rng = self.rng.clone();
+        let result = self.update_or_fail(rollout, abandon);
+        if result.is_err() {
+            self.engine.restore();
+            if let (Some(norm), Some(stats)) = (&mut self.obs_norm, obs_norm) {
+                norm.stats = stats;
+            }
+            if let (Some(scaler), Some((stats, returns))) = (&mut self.reward_scaler, reward_scaler)
+            {
+                scaler.stats = stats;
+                scaler.returns = returns;
+            }
+            self.rng = rng;
+        }
+        result
+    }
+
+    fn update_or_fail(
+        &mut self,
+        rollout: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<UpdateStats, UpdateError> {
+        let cfg = self.config.clone();
+        let (e, od) = (rollout.num_envs, rollout.obs_dim);
+        let batch_size = rollout.num_steps * e;
+
+        // CleanRL normalises observations in a gym wrapper as they are
+        // collected; here the collectors normalise with the statistics of
+        // the weights they act with, and the learner folds each rollout
+        // into the statistics once, after the collectors used them (SB3's
+        // VecNormalize order), so every process acts with the same numbers.
+        let mut b_obs = rollout.obs.clone();
+        if let Some(norm) = &mut self.obs_norm {
+            norm.normalize(&rollout.obs, &mut b_obs);
+            norm.stats.update(&rollout.obs);
+        }
+        let dones: Vec<bool> = rollout
+            .terminated
+            .iter()
+            .zip(&rollout.truncated)
+            .map(|(a, b)| *a || *b)
+            .collect();
+        let mut rewards = rollout.rewards.clone();
+        if let Some(scaler) = &mut self.reward_scaler {
+            scaler.scale(&mut rewards, &dones);
+        }
+        // CleanRL: a truncated episode is treated as terminated. Here it
+        // bootstraps from the value of its final observation (SB3).
+        let gamma = cfg.gamma as f32;
+        for (r, v) in rewards.iter_mut().zip(&rollout.final_values) {
+            *r += gamma * v;
+        }
+        let (b_advantages, b_returns) = gae(
+            &rewards,
+            &rollout.values,
+            &dones,
+            &rollout.last_values,
+            e,
+            gamma,
+            cfg.gae_lambda as f32,
+        );
+        if let Some(v) = first_non_finite(&b_returns).or_else(|| first_non_finite(&b_advantages)) {
+            return Err(self.diverged(
+                Stage::BeforeMinibatches,
+                "the returns and advantages computed from the rollout",
+                v as f64,
+                rollout,
+            ));
+        }
+        let batch = Batch {
+            obs: &b_obs,
+            actions: &rollout.actions,
+            log_probs: &rollout.log_probs,
+            advantages: &b_advantages,
+            returns: &b_returns,
+            values: &rollout.values,
+            obs_dim: od,
+            action_dim: rollout.action_dim,
+        };
+        self.engine.begin_update(&batch);
+
+        let lr = self.current_learning_rate();
+        let clip_coef = self.current_clip_coef();
+        let minibatch_size = batch_size / cfg.num_minibatches;
+        let mut b_inds: Vec<usize> = (0..batch_size).collect();
+        // CleanRL logs the last minibatch's statistics; these are the means
+        // over every minibatch of the update (SB3).
+        let mut sums = LossTerms::default();
+        let mut minibatches = 0usize;
+        let mut epochs = 0;
+        for epoch in 1..=cfg.update_epochs {
+            epochs = epoch;
+            shuffle(&mut b_inds, &mut self.rng);
+            let mut approx_kl = 0.0;
+            for (minibatch, mb_inds) in b_inds.chunks(minibatch_size).enumerate() {
+                if abandon() {
+                    return Err(UpdateError::Abandoned);
+                }
+                let (terms, grad_norm) = self.engine.backward(&batch, mb_inds, &cfg, clip_coef);
+                // Checked before the step: a non-finite gradient never
+                // reaches the weights or the moments.
+                if let Some((quantity, value)) = Self::non_finite_terms(&terms, grad_norm) {
+                    let stage = Stage::Minibatch {
+                        epoch,
+                        minibatch: minibatch + 1,
+                    };
+                    // A step that made the weights or moments non-finite
+                    // shows up as this minibatch's loss: name the cause.
+                    if let Some((state, value)) = self.engine.non_finite_state() {
+                        let quantity = format!("{state} (after the previous minibatch's step)");
+                        return Err(self.diverged(stage, &quantity, value, rollout));
+                    }
+                    return Err(self.diverged(stage, quantity, value, rollout));
+                }
+                self.engine.step(lr);
+                sums.policy_loss += terms.policy_loss;
+                sums.value_loss += terms.value_loss;
+                sums.entropy += terms.entropy;
+                sums.approx_kl += terms.approx_kl;
+                sums.old_approx_kl += terms.old_approx_kl;
+                sums.clip_frac += terms.clip_frac;
+                minibatches += 1;
+                approx_kl = terms.approx_kl;
+            }
+            if cfg.target_kl.is_some_and(|kl| approx_kl > kl) {
+                break;
+            }
+        }
+        // The new state, before anyone can use it.
+        let failure = self
+            .engine
+            .non_finite_state()
+            .or_else(|| self.non_finite_statistics())
+            .or_else(|| self.non_finite_policy(rollout));
+        if let Some((quantity, value)) = failure {
+            return Err(self.diverged(Stage::AfterMinibatches, quantity, value, rollout));
+        }
+        self.updates_done += 1;
+        let n = minibatches.max(1) as f64;
+        Ok(UpdateStats {
+            policy_loss: sums.policy_loss / n,
+            value_loss: sums.value_loss / n,
+            entropy: sums.entropy / n,
+            approx_kl: sums.approx_kl / n,
+            old_approx_kl: sums.old_approx_kl / n,
+            clip_frac: sums.clip_frac / n,
+            explained_variance: explained_variance(&rollout.values, &b_returns),
+            learning_rate: lr,
+            clip_coef,
+            epochs,
+        })
+    }
+}
