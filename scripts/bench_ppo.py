@@ -14,7 +14,7 @@ directory that is removed at the end).
 
 compare: training speed and env steps to the target against Stable-Baselines3
 on rl-baselines3-zoo's hyperparameters. For each config and seed it runs
-`train --config CFG --run-dir DIR --seed S --set ppo.total_timesteps=BUDGET`
+`train --config CFG --run-dir DIR --seed S --set run.total_timesteps=BUDGET`
 and prints a "ppo_train" line with "impl": "ours"; then it runs
 scripts/bench_sb3.py with .venv-tools/bin/python (`scripts/setup --tools`)
 for the same configs and seeds and passes its "ppo_train" lines through
@@ -215,7 +215,7 @@ def first_reaching(evals, target):
 def config_total_timesteps(bench):
     try:
         with (ROOT / bench.config).open("rb") as f:
-            value = tomllib.load(f).get("ppo", {}).get("total_timesteps")
+            value = tomllib.load(f).get("run", {}).get("total_timesteps")
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"{bench.config}: not valid TOML: {e}") from None
     return int(value) if value is not None else None
@@ -226,7 +226,7 @@ def config_total_timesteps(bench):
 
 def ours_compare(train_bin, bench, seed, root):
     run_dir = new_run_dir(root, bench, seed)
-    train(train_bin, bench, seed, run_dir, [f"ppo.total_timesteps={bench.budget}"])
+    train(train_bin, bench, seed, run_dir, [f"run.total_timesteps={bench.budget}"])
     rate = training_rate(run_dir)
     evals = read_csv(run_dir / "eval.csv", EVAL_COLUMNS)
     hit = first_reaching(evals, bench.target)
@@ -304,7 +304,7 @@ def compare(args):
 
 def target_run(train_bin, bench, seed, root):
     run_dir = new_run_dir(root, bench, seed)
-    sets = [f"ppo.total_timesteps={bench.budget}"] if bench.budget is not None else []
+    sets = [f"run.total_timesteps={bench.budget}"] if bench.budget is not None else []
     wall = train(train_bin, bench, seed, run_dir, sets)
     evals = read_csv(run_dir / "eval.csv", EVAL_COLUMNS)
     budget = bench.budget or config_total_timesteps(bench)
@@ -362,7 +362,7 @@ def e2e_run(train_bin, bench, seed, workers, root):
     named = Bench(f"{bench.name}-w{workers}", bench.config, bench.env, bench.target, bench.budget)
     run_dir = new_run_dir(root, named, seed)
     wall = train(
-        train_bin, bench, seed, run_dir, [f"ppo.total_timesteps={bench.budget}", f"run.num_workers={workers}"]
+        train_bin, bench, seed, run_dir, [f"run.total_timesteps={bench.budget}", f"run.num_workers={workers}"]
     )
     evals = read_csv(run_dir / "eval.csv", EVAL_COLUMNS)
     hit = first_reaching(evals, bench.target)

@@ -1,6 +1,14 @@
 //! Where the learner computes, and with how many threads.
+//!
+//! Choosing the CPU never loads libtorch. `cuda` loads the libtorch engine
+//! ([`crate::engine::libtorch`]) to ask it for a GPU; `auto` does so only
+//! when the machine has an NVIDIA device node, so CPU machines never pay
+//! for loading libtorch.
 
 use thiserror::Error;
+
+use crate::engine::gradient::Device;
+use crate::engine::libtorch::cuda_devices;
 
 /// The `device` setting: `"auto"`, `"cpu"` or `"cuda"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,26 +38,40 @@ pub enum DeviceError {
     Unknown(String),
     #[error("device \"cuda\" was asked for, but libtorch sees no CUDA GPU (is this a GPU host, was scripts/setup run there with the CUDA torch, and was the binary built after it?)")]
     CudaUnavailable,
+    #[error("device \"cuda\" needs the libtorch engine: {0}")]
+    NoEngine(String),
 }
 
-/// Whether libtorch can use a CUDA GPU in this process.
+/// Whether this machine has an NVIDIA GPU device node (no libtorch needed
+/// to ask).
+pub fn nvidia_device_present() -> bool {
+    std::path::Path::new("/dev/nvidiactl").exists()
+        || std::path::Path::new("/proc/driver/nvidia/version").exists()
+}
+
+/// Whether libtorch can use a CUDA GPU in this process (loads the libtorch
+/// engine when the machine has an NVIDIA device).
 pub fn cuda_available() -> bool {
-    tch::Cuda::is_available()
+    nvidia_device_present() && cuda_devices().is_ok_and(|n| n > 0)
 }
 
-/// The tch device for a choice.
-pub fn resolve_device(choice: DeviceChoice) -> Result<tch::Device, DeviceError> {
+/// The device for a choice.
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
     match choice {
-        DeviceChoice::Cpu => Ok(tch::Device::Cpu),
-        DeviceChoice::Cuda if cuda_available() => Ok(tch::Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(DeviceError::CudaUnavailable),
-        DeviceChoice::Auto if cuda_available() => Ok(tch::Device::Cuda(0)),
-        DeviceChoice::Auto => Ok(tch::Device::Cpu),
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => match cuda_devices() {
+            Ok(n) if n > 0 => Ok(Device::Cuda(0)),
+            Ok(_) => Err(DeviceError::CudaUnavailable),
+            Err(e) => Err(DeviceError::NoEngine(e)),
+        },
+        DeviceChoice::Auto if cuda_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Auto => Ok(Device::Cpu),
     }
 }
 
-/// Sets libtorch's intra-op thread count for this process. On a busy
-/// 2-core machine one thread is fastest for small networks (see DESIGN.md).
+/// Sets libtorch's intra-op thread count for this process, when it uses
+/// libtorch. On a busy 2-core machine one thread is fastest for small
+/// networks (see DESIGN.md).
 pub fn set_torch_threads(threads: usize) {
-    tch::set_num_threads(threads.max(1) as i32);
+    crate::engine::libtorch::set_threads(threads);
 }

@@ -106,11 +106,21 @@ impl Usual {
     }
 }
 
+/// Which normalisation the run has (`[env] normalize_obs`,
+/// `normalize_reward`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Normalised {
+    /// The clip of normalised observations, when they are.
+    pub obs_clip: Option<f64>,
+    pub rewards: bool,
+}
+
 /// The settings most likely responsible for `quantity` going non-finite:
 /// every setting outside its usual range (furthest first), then the ones
 /// that act on that quantity directly.
 pub fn suspects(
     config: &PpoConfig,
+    normalised: Normalised,
     quantity: &str,
     max_abs_reward: f64,
 ) -> Vec<(&'static str, String)> {
@@ -174,9 +184,9 @@ pub fn suspects(
             list.push((key, why));
         }
     };
-    if !config.normalize_reward && max_abs_reward > 1e4 {
+    if !normalised.rewards && max_abs_reward > 1e4 {
         add(
-            "ppo.normalize_reward",
+            "env.normalize_reward",
             format!(
                 "false (rewards reach {:e}; true scales them)",
                 max_abs_reward as f32
@@ -185,23 +195,23 @@ pub fn suspects(
     }
     let direct: &[&'static str] = match quantity {
         q if q.contains("return") || q.contains("advantage") || q.contains("value loss") => {
-            &["ppo.normalize_reward", "ppo.gamma", "ppo.vf_coef"]
+            &["env.normalize_reward", "ppo.gamma", "ppo.vf_coef"]
         }
         q if q.contains("entropy") || q.contains("loss") => &["ppo.ent_coef", "ppo.vf_coef"],
         q if q.contains("gradient") => &["ppo.learning_rate", "ppo.max_grad_norm"],
-        q if q.contains("observation") => &["ppo.normalize_obs", "ppo.obs_clip"],
+        q if q.contains("observation") => &["env.normalize_obs", "env.obs_clip"],
         _ => &["ppo.learning_rate", "ppo.adam_eps"],
     };
     for key in direct {
         let value = match *key {
-            "ppo.normalize_reward" => config.normalize_reward.to_string(),
+            "env.normalize_reward" => normalised.rewards.to_string(),
             "ppo.gamma" => short(config.gamma),
             "ppo.vf_coef" => short(config.vf_coef),
             "ppo.ent_coef" => short(config.ent_coef),
             "ppo.learning_rate" => short(config.learning_rate),
             "ppo.max_grad_norm" => short(config.max_grad_norm),
-            "ppo.normalize_obs" => config.normalize_obs.to_string(),
-            "ppo.obs_clip" => short(config.obs_clip),
+            "env.normalize_obs" => normalised.obs_clip.is_some().to_string(),
+            "env.obs_clip" => normalised.obs_clip.map_or("none".to_string(), short),
             "ppo.adam_eps" => short(config.adam_eps),
             _ => continue,
         };
@@ -243,13 +253,18 @@ mod tests {
             learning_rate: 0.5,
             ..PpoConfig::default()
         };
-        let list = suspects(&config, "the gradient", 1.0);
+        let list = suspects(&config, Normalised::default(), "the gradient", 1.0);
         assert_eq!(list[0].0, "ppo.ent_coef");
         assert_eq!(list[1].0, "ppo.learning_rate");
         assert!(list[0].1.contains("usually 0 to 0.1"), "{list:?}");
         // Nothing unusual: the settings acting on the quantity.
-        let list = suspects(&PpoConfig::default(), "the returns", 1e30);
-        assert_eq!(list[0].0, "ppo.normalize_reward");
+        let list = suspects(
+            &PpoConfig::default(),
+            Normalised::default(),
+            "the returns",
+            1e30,
+        );
+        assert_eq!(list[0].0, "env.normalize_reward");
         assert!(list[0].1.contains("1e30"), "{list:?}");
         let shown = Divergence {
             update: 3,

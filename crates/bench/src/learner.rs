@@ -16,8 +16,10 @@
 
 use std::time::Instant;
 
+use rl_algo::algorithm::RunSpec;
 use rl_algo::device::{cuda_available, resolve_device, DeviceChoice};
 use rl_algo::engine::gradient::Backend;
+use rl_algo::engine::gradient::Device;
 use rl_algo::ppo::config::PpoConfig;
 use rl_algo::ppo::learner::PpoLearner;
 use rl_env::Registry;
@@ -29,7 +31,7 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(|w| w[1].as_str())
 }
 
-fn device(args: &[String]) -> Result<tch::Device, (u8, String)> {
+fn device(args: &[String]) -> Result<Device, (u8, String)> {
     let choice: DeviceChoice = flag(args, "--device")
         .unwrap_or("cuda")
         .parse()
@@ -104,15 +106,19 @@ pub fn compare(args: &[String]) -> Result<(), (u8, String)> {
             num_steps: 128,
             num_minibatches: 4,
             update_epochs: 4,
-            total_timesteps: 8 * 128 * 10,
-            normalize_obs: true,
             ..PpoConfig::default()
         };
-        let learner = |backend| PpoLearner::new(spec.clone(), config.clone(), 8, 3, backend);
+        let run = RunSpec {
+            obs_norm_clip: Some(10.0),
+            ..RunSpec::new(8, 8 * 128 * 10, 3)
+        };
+        let learner = |backend| {
+            PpoLearner::new(spec.clone(), config.clone(), &run, backend).map_err(|e| (1, e))
+        };
         let mut engines = [
-            ("host", learner(Backend::Host)),
-            ("torch-cpu", learner(Backend::Torch(tch::Device::Cpu))),
-            ("torch-device", learner(Backend::Torch(device))),
+            ("host", learner(Backend::Host)?),
+            ("torch-cpu", learner(Backend::Torch(Device::Cpu))?),
+            ("torch-device", learner(Backend::Torch(device))?),
         ];
         let data = rollout(env, &spec, &engines[0].1, 8, config.num_steps);
         let mut weights = Vec::new();
@@ -176,16 +182,15 @@ pub fn time(args: &[String]) -> Result<(), (u8, String)> {
         num_minibatches: minibatches,
         update_epochs: epochs,
         anneal_lr: false,
-        total_timesteps: u64::MAX / 4,
         ..PpoConfig::default()
     };
     let mut learner = PpoLearner::new(
         spec.clone(),
         config.clone(),
-        envs,
-        3,
+        &RunSpec::new(envs, u64::MAX / 4, 3),
         Backend::Torch(device),
-    );
+    )
+    .map_err(|e| (1, e))?;
     let data = rollout("Pendulum-v1", &spec, &learner, envs, config.num_steps);
     // One update to warm up (allocator, kernels), then as many as fit.
     learner

@@ -17,6 +17,16 @@ pub struct LoadedConfig {
     pub resolved_toml: String,
 }
 
+/// Keys that moved out of a table, `(table, key, new table)`: a config
+/// written before the move gets an error saying where each went.
+const MOVED: [(&str, &str, &str); 5] = [
+    ("ppo", "total_timesteps", "run"),
+    ("ppo", "normalize_obs", "env"),
+    ("ppo", "obs_clip", "env"),
+    ("ppo", "normalize_reward", "env"),
+    ("ppo", "reward_clip", "env"),
+];
+
 /// Where a value came from, for messages.
 enum Origin {
     Line(usize),
@@ -186,6 +196,19 @@ pub fn load_text(
     for raw in overrides {
         let (table, key) = apply_override(&mut doc, raw)?;
         source.overrides.push((table, key, raw.clone()));
+    }
+    let moved: Vec<String> = MOVED
+        .iter()
+        .filter(|(table, key, _)| doc.get(table).and_then(|t| t.get(key)).is_some())
+        .map(|(table, key, to)| {
+            format!(
+                "{}: [{table}] {key} has moved to [{to}] {key} (the [{table}] table holds only the algorithm's own hyperparameters); write it there",
+                source.locate(table, key)
+            )
+        })
+        .collect();
+    if !moved.is_empty() {
+        return Err(moved.join("\n"));
     }
     let merged = doc.to_string();
     let mut settings: TrainSettings = toml::from_str(&merged).map_err(|e| {
@@ -445,7 +468,7 @@ mod tests {
                 let mut s: TrainSettings = toml::from_str("[env]\nid = \"CartPole-v1\"\n").unwrap();
                 let (seed, total, steps, interval, ckpt) = ints;
                 s.run.seed = seed;
-                s.ppo.total_timesteps = total;
+                s.run.total_timesteps = total;
                 s.ppo.num_steps = steps;
                 s.ppo.num_minibatches = 1;
                 s.eval.interval_steps = interval;

@@ -80,7 +80,11 @@ fn read_config(dir: &Path) -> (String, String, Option<f64>) {
     let summary = [
         ("envs", get("env", "num_envs")),
         ("workers", get("run", "num_workers")),
-        ("steps", get("ppo", "total_timesteps")),
+        // `[ppo] total_timesteps` in runs made before it moved to `[run]`.
+        (
+            "steps",
+            get("run", "total_timesteps").or(get("ppo", "total_timesteps")),
+        ),
         ("lr", get("ppo", "learning_rate")),
         ("actor", get("network", "actor_hidden")),
         ("seed", get("run", "seed")),
@@ -89,10 +93,9 @@ fn read_config(dir: &Path) -> (String, String, Option<f64>) {
     .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
     .collect::<Vec<_>>()
     .join(", ");
-    let total = config
-        .get("ppo")
-        .and_then(|t| t.get("total_timesteps"))
-        .and_then(|v| v.as_integer())
+    let total = ["run", "ppo"]
+        .iter()
+        .find_map(|table| config.get(*table)?.get("total_timesteps")?.as_integer())
         .map(|v| v as f64);
     (env_id, summary, total)
 }

@@ -275,10 +275,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                     "resuming from {} ({} of {} updates, {} env steps){}",
                     plan.from.path.display(),
                     c.learner.updates_done,
-                    loaded
-                        .settings
-                        .ppo
-                        .num_updates(loaded.settings.env.num_envs),
+                    loaded.settings.num_updates(),
                     c.env_steps,
                     match plan.dropped_rows {
                         (0, 0) => String::new(),

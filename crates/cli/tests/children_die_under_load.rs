@@ -21,10 +21,10 @@ id = "CartPole-v1"
 num_envs = 4
 
 [ppo]
-total_timesteps = 100000000
 num_steps = 32
 
 [run]
+total_timesteps = 100000000
 num_workers = 2
 "#
     .to_string()

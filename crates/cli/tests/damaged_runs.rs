@@ -83,7 +83,7 @@ fn an_emptied_train_csv_is_rebuilt_from_the_tensorboard_files() {
     let run = finished_run("empty-csv", 8);
     std::fs::write(run.run_dir.join("train.csv"), "").unwrap();
     // Continue the finished run for 4 more updates.
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert!(out.status.success(), "{}", shown(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -125,7 +125,7 @@ fn a_lost_header_line_comes_back_and_a_missing_eval_csv_is_rebuilt() {
         .lines()
         .count();
     std::fs::remove_file(run.run_dir.join("eval.csv")).unwrap();
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert!(out.status.success(), "{}", shown(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -147,7 +147,7 @@ fn a_foreign_first_line_is_refused_and_nothing_changes() {
     let run = finished_run("foreign", 8);
     std::fs::write(run.run_dir.join("train.csv"), "hello,world\n1,2\n").unwrap();
     let before = contents(&run.run_dir);
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -164,7 +164,7 @@ fn a_foreign_first_line_is_refused_and_nothing_changes() {
         run.run_dir.join("train.csv.old"),
     )
     .unwrap();
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert!(out.status.success(), "{}", shown(&out));
     assert_eq!(updates_column(&run.run_dir), (1..=12).collect::<Vec<_>>());
 }
@@ -175,7 +175,7 @@ fn a_missing_or_damaged_config_is_rebuilt_from_the_checkpoints() {
     let config = run.run_dir.join("config.toml");
     let original: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
     std::fs::remove_file(&config).unwrap();
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1280"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1280"]);
     assert!(out.status.success(), "{}", shown(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("rebuilt it from the settings in"),
@@ -184,11 +184,17 @@ fn a_missing_or_damaged_config_is_rebuilt_from_the_checkpoints() {
     );
     let rebuilt: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
     assert_eq!(rebuilt["env"], original["env"]);
-    assert_eq!(rebuilt["run"], original["run"]);
-    assert_eq!(rebuilt["ppo"]["total_timesteps"].as_integer(), Some(1280));
+    assert_eq!(rebuilt["ppo"], original["ppo"]);
+    let without_budget = |t: &toml::Table| {
+        let mut run = t["run"].as_table().unwrap().clone();
+        run.remove("total_timesteps");
+        run
+    };
+    assert_eq!(without_budget(&rebuilt), without_budget(&original));
+    assert_eq!(rebuilt["run"]["total_timesteps"].as_integer(), Some(1280));
 
     std::fs::write(&config, "[env\nid = garbage").unwrap();
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert!(out.status.success(), "{}", shown(&out));
     assert_eq!(
         std::fs::read_to_string(run.run_dir.join("config.toml.damaged")).unwrap(),
@@ -211,7 +217,7 @@ fn a_resume_whose_writes_fail_leaves_no_temporary_file_and_a_readable_run() {
             "--resume",
             run.run_dir.to_str().unwrap(),
             "--set",
-            "ppo.total_timesteps=1536",
+            "run.total_timesteps=1536",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -239,7 +245,7 @@ fn a_resume_whose_writes_fail_leaves_no_temporary_file_and_a_readable_run() {
         assert_eq!(after.get(path), Some(bytes), "{} changed", path.display());
     }
     // And the run resumes once the disk has room again.
-    let out = resume(&run.run_dir, &["ppo.total_timesteps=1536"]);
+    let out = resume(&run.run_dir, &["run.total_timesteps=1536"]);
     assert!(out.status.success(), "{}", shown(&out));
     assert_eq!(updates_column(&run.run_dir), (1..=12).collect::<Vec<_>>());
 }

@@ -26,20 +26,20 @@ fn config(updates: u64, workers: usize, extra: &str) -> String {
         r#"[env]
 id = "CartPole-v1"
 num_envs = 4
+normalize_obs = true
+normalize_reward = true
 
 [ppo]
-total_timesteps = {}
 num_steps = 32
 num_minibatches = 2
 update_epochs = 2
-normalize_obs = true
-normalize_reward = true
 
 [eval]
 interval_steps = 512
 episodes = 2
 
 [run]
+total_timesteps = {}
 num_workers = {workers}
 worker_timeout_s = 20
 {extra}

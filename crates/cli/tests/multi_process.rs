@@ -30,7 +30,6 @@ id = "CartPole-v1"
 num_envs = 4
 
 [ppo]
-total_timesteps = {total_timesteps}
 num_steps = 32
 num_minibatches = 2
 update_epochs = 2
@@ -40,6 +39,7 @@ interval_steps = 512
 episodes = 2
 
 [run]
+total_timesteps = {total_timesteps}
 num_workers = 2
 restart_backoff_s = 0.05
 {timeout}{extra}
@@ -100,21 +100,23 @@ fn multi_process_training_is_bit_identical_to_single_process_training() {
             "normalize_obs = true\nnormalize_reward = true\n",
         ),
     ];
-    for (env, num_envs, worker_counts, ppo_extra) in cases {
+    for (env, num_envs, worker_counts, env_extra) in cases {
         let text = format!(
             r#"[env]
 id = "{env}"
 num_envs = {num_envs}
-
+{env_extra}
 [ppo]
-total_timesteps = {}
 num_steps = 50
 num_minibatches = 2
 update_epochs = 3
-{ppo_extra}
+
 [eval]
 interval_steps = 1000000
 episodes = 1
+
+[run]
+total_timesteps = {}
 "#,
             num_envs * 50 * 12
         );

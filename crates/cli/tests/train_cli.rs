@@ -38,7 +38,6 @@ id = "CartPole-v1"
 num_envs = 4
 
 [ppo]
-total_timesteps = 2048
 num_steps = 64
 num_minibatches = 2
 update_epochs = 2
@@ -46,6 +45,9 @@ update_epochs = 2
 [eval]
 interval_steps = 1024
 episodes = 2
+
+[run]
+total_timesteps = 2048
 "#;
 
 fn train(args: &[&str], cwd: &Path) -> Output {
@@ -68,19 +70,28 @@ fn bad_configs_exit_2_naming_the_key_and_line_and_create_nothing() {
             "unknown key",
             SMALL_CARTPOLE.replace("update_epochs = 2", "update_epochs = 2\nlearnin_rate = 0.1"),
             vec![],
-            vec!["cfg.toml:10", "learnin_rate", "unknown field"],
+            vec!["cfg.toml:9", "learnin_rate", "unknown field"],
         ),
         (
             "wrong type",
             SMALL_CARTPOLE.replace("num_steps = 64", "num_steps = \"many\""),
             vec![],
-            vec!["cfg.toml:7", "num_steps", "invalid type"],
+            vec!["cfg.toml:6", "num_steps", "invalid type"],
         ),
         (
             "negative learning rate",
             SMALL_CARTPOLE.replace("num_steps = 64", "num_steps = 64\nlearning_rate = -1"),
             vec![],
-            vec!["cfg.toml:8", "[ppo] learning_rate = -1", "a number > 0"],
+            vec!["cfg.toml:7", "[ppo] learning_rate = -1", "a number > 0"],
+        ),
+        (
+            "a key of a config written before it moved out of [ppo]",
+            SMALL_CARTPOLE.replace("num_steps = 64", "num_steps = 64\nnormalize_obs = true"),
+            vec!["--set", "ppo.total_timesteps=4096"],
+            vec![
+                "cfg.toml:7: [ppo] normalize_obs has moved to [env] normalize_obs",
+                "(--set ppo.total_timesteps=4096): [ppo] total_timesteps has moved to [run] total_timesteps",
+            ],
         ),
         (
             "zero envs",

@@ -240,13 +240,13 @@ pub fn prepare_resume(
         )));
     };
     let updates_done = checkpoint.learner.updates_done;
-    let num_updates = settings.ppo.num_updates(settings.env.num_envs);
+    let num_updates = settings.num_updates();
     if updates_done > num_updates {
         return Err(RuntimeError::Failed(format!(
-            "cannot resume {}: {} is at update {updates_done}, but [ppo] total_timesteps = {} makes {num_updates} updates in all; raise it (--set ppo.total_timesteps=...); nothing was changed",
+            "cannot resume {}: {} is at update {updates_done}, but [run] total_timesteps = {} makes {num_updates} updates in all; raise it (--set run.total_timesteps=...); nothing was changed",
             run_dir.path().display(),
             path.display(),
-            settings.ppo.total_timesteps
+            settings.run.total_timesteps
         )));
     }
     let updates = updates_done as f64;

@@ -1,6 +1,7 @@
 //! The settings of a training run, one struct per component, each with the
 //! checks that run before anything starts.
 
+use rl_algo::algorithm::RunSpec;
 use rl_algo::device::DeviceChoice;
 use rl_algo::ppo::config::PpoConfig;
 use rl_algo::validate::MAX_CONFIG_INT;
@@ -33,7 +34,9 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// `[env]`: which environment and how many copies.
+/// `[env]`: which environment, how many copies, and the normalisation of
+/// what they return (SB3's `VecNormalize`; the learner keeps the
+/// statistics, the collectors act with them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvSettings {
@@ -42,11 +45,30 @@ pub struct EnvSettings {
     /// Envs stepped together (over all workers).
     #[serde(default = "default_num_envs")]
     pub num_envs: usize,
+    /// Normalise observations by running mean and variance.
+    #[serde(default)]
+    pub normalize_obs: bool,
+    /// Clip normalised observations to [-obs_clip, obs_clip].
+    #[serde(default = "default_clip")]
+    pub obs_clip: f64,
+    /// Scale rewards by the running std of discounted returns.
+    #[serde(default)]
+    pub normalize_reward: bool,
+    /// Clip scaled rewards to [-reward_clip, reward_clip].
+    #[serde(default = "default_clip")]
+    pub reward_clip: f64,
 }
 
 fn default_num_envs() -> usize {
     8
 }
+
+fn default_clip() -> f64 {
+    10.0
+}
+
+/// The algorithms `[run] algo` can name.
+pub const ALGORITHMS: [&str; 1] = ["ppo"];
 
 /// `[network]`: the actor and critic MLPs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +140,11 @@ impl Default for CheckpointSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSettings {
+    /// The learning algorithm; its hyperparameters are the table of its
+    /// name (`[ppo]`).
+    pub algo: String,
+    /// Env steps to train for, over all envs.
+    pub total_timesteps: u64,
     /// Base seed of everything random in the run.
     pub seed: u64,
     /// Learner device: "auto" (CUDA when available), "cpu" or "cuda".
@@ -147,6 +174,8 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
+            algo: "ppo".to_string(),
+            total_timesteps: 500_000,
             seed: 1,
             device: "auto".to_string(),
             torch_threads: 1,
@@ -201,14 +230,33 @@ impl TrainSettings {
             ("network.actor_hidden", json(&self.network.actor_hidden)),
             ("network.critic_hidden", json(&self.network.critic_hidden)),
             ("network.activation", json(&self.network.activation)),
+            ("env.normalize_obs", json(&self.env.normalize_obs)),
+            ("env.normalize_reward", json(&self.env.normalize_reward)),
+            ("env.obs_clip", json(&self.env.obs_clip)),
             ("ppo.num_steps", json(&self.ppo.num_steps)),
-            ("ppo.normalize_obs", json(&self.ppo.normalize_obs)),
-            ("ppo.normalize_reward", json(&self.ppo.normalize_reward)),
-            ("ppo.obs_clip", json(&self.ppo.obs_clip)),
             ("ppo.init_log_std", json(&self.ppo.init_log_std)),
+            ("run.algo", json(&self.run.algo)),
             ("run.num_workers", json(&self.run.num_workers)),
             ("run.seed", json(&self.run.seed)),
         ]
+    }
+
+    /// What the algorithm is told of the run besides its own table.
+    pub fn run_spec(&self) -> RunSpec {
+        RunSpec {
+            num_envs: self.env.num_envs,
+            total_timesteps: self.run.total_timesteps,
+            seed: self.run.seed,
+            obs_norm_clip: self.env.normalize_obs.then_some(self.env.obs_clip),
+            reward_scale_clip: self.env.normalize_reward.then_some(self.env.reward_clip),
+        }
+    }
+
+    /// Updates in the run: total_timesteps / (num_envs * num_steps), at
+    /// least 1.
+    pub fn num_updates(&self) -> u64 {
+        self.ppo
+            .num_updates(self.env.num_envs, self.run.total_timesteps)
     }
 
     /// Env steps in one update: num_envs * num_steps (at most 2^48 once
@@ -237,6 +285,19 @@ impl TrainSettings {
             self.env.num_envs.to_string(),
             "an integer in 1..=65536",
         );
+        for (field, clip) in [
+            ("obs_clip", self.env.obs_clip),
+            ("reward_clip", self.env.reward_clip),
+        ] {
+            check(
+                &mut e,
+                "env",
+                clip.is_finite() && clip > 0.0,
+                field,
+                clip.to_string(),
+                "a number > 0",
+            );
+        }
         for (field, sizes) in [
             ("actor_hidden", &self.network.actor_hidden),
             ("critic_hidden", &self.network.critic_hidden),
@@ -281,6 +342,22 @@ impl TrainSettings {
             "keep_last",
             self.checkpoint.keep_last.to_string(),
             "an integer in 1..=1000",
+        );
+        check(
+            &mut e,
+            "run",
+            ALGORITHMS.contains(&self.run.algo.as_str()),
+            "algo",
+            format!("{:?}", self.run.algo),
+            "\"ppo\" (the algorithms this build has)",
+        );
+        check(
+            &mut e,
+            "run",
+            (1..=MAX_CONFIG_INT).contains(&self.run.total_timesteps),
+            "total_timesteps",
+            self.run.total_timesteps.to_string(),
+            "an integer in 1..=9223372036854775807",
         );
         check(
             &mut e,

@@ -5,20 +5,45 @@ use std::borrow::Cow;
 
 use crate::ppo::config::PpoConfig;
 
+/// Where a learner computes with libtorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    /// The ABI's number: -1 for the CPU, the index of a CUDA device.
+    pub fn to_abi(self) -> i64 {
+        match self {
+            Device::Cpu => -1,
+            Device::Cuda(i) => i as i64,
+        }
+    }
+
+    pub fn from_abi(code: i64) -> Self {
+        if code < 0 {
+            Device::Cpu
+        } else {
+            Device::Cuda(code as usize)
+        }
+    }
+}
+
 /// Which implementation computes the gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// The hand-written CPU path (no libtorch).
     Host,
     /// libtorch through tch, on the given device.
-    Torch(tch::Device),
+    Torch(Device),
 }
 
 impl Backend {
     /// The host path on the CPU, libtorch on a GPU.
-    pub fn for_device(device: tch::Device) -> Self {
+    pub fn for_device(device: Device) -> Self {
         match device {
-            tch::Device::Cpu => Backend::Host,
+            Device::Cpu => Backend::Host,
             other => Backend::Torch(other),
         }
     }

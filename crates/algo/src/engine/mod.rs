@@ -1,9 +1,11 @@
 //! Gradient engines: what computes a minibatch's PPO loss and gradient and
 //! applies Adam. One trait ([`gradient::GradientEngine`]), two engines:
 //! `host` (hand-written, no libtorch: fastest for the small networks of
-//! classic control on a CPU) and `torch` (libtorch through tch, on a CPU or
-//! a GPU). Both compute the same numbers as PyTorch (tests/numerics.rs).
+//! classic control on a CPU) and `libtorch` (libtorch through tch, on a CPU
+//! or a GPU, in the plugin `librl_torch.so` loaded on first use). Both
+//! compute the same numbers as PyTorch (crates/algo/tests/learner.rs,
+//! crates/torch/tests/numerics.rs).
 
 pub mod gradient;
 pub mod host;
-pub mod torch;
+pub mod libtorch;

@@ -4,7 +4,9 @@
 
 use rl_policy::{ActionHead, Rollout};
 
-use crate::divergence::{first_non_finite, first_non_finite_f64, suspects, Divergence, Stage};
+use crate::divergence::{
+    first_non_finite, first_non_finite_f64, suspects, Divergence, Normalised, Stage,
+};
 use crate::engine::gradient::LossTerms;
 use crate::ppo::learner::{PpoLearner, UpdateError};
 
@@ -48,7 +50,15 @@ impl PpoLearner {
             quantity: quantity.to_string(),
             value,
             context,
-            suspects: suspects(&self.config, quantity, max_abs_reward),
+            suspects: suspects(
+                &self.config,
+                Normalised {
+                    obs_clip: self.obs_norm.as_ref().map(|n| n.clip),
+                    rewards: self.reward_scaler.is_some(),
+                },
+                quantity,
+                max_abs_reward,
+            ),
         })
     }
 

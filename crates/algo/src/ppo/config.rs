@@ -1,5 +1,7 @@
 //! The `[ppo]` table: PPO's hyperparameters with CleanRL's names and
-//! defaults, and their validation.
+//! defaults, and their validation. What is not PPO's own (the run's length,
+//! observation and reward normalisation) is in `[run]` and `[env]` (see
+//! [`crate::algorithm::RunSpec`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -9,8 +11,6 @@ use crate::validate::{Checks, FieldError, MAX_CONFIG_INT};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
-    /// Env steps to train for, over all envs.
-    pub total_timesteps: u64,
     /// Steps each env takes per rollout.
     pub num_steps: usize,
     /// Adam learning rate (the start value when annealed).
@@ -41,14 +41,6 @@ pub struct PpoConfig {
     pub max_grad_norm: f64,
     /// Stop the epochs of an update early once the approximate KL exceeds this.
     pub target_kl: Option<f64>,
-    /// Normalise observations by running mean and variance.
-    pub normalize_obs: bool,
-    /// Scale rewards by the running std of discounted returns.
-    pub normalize_reward: bool,
-    /// Clip normalised observations to [-obs_clip, obs_clip].
-    pub obs_clip: f64,
-    /// Clip scaled rewards to [-reward_clip, reward_clip].
-    pub reward_clip: f64,
     /// Initial log-std of the Gaussian policy (continuous actions).
     pub init_log_std: f64,
     /// Adam epsilon.
@@ -59,7 +51,6 @@ impl Default for PpoConfig {
     /// CleanRL's defaults for `ppo.py`.
     fn default() -> Self {
         PpoConfig {
-            total_timesteps: 500_000,
             num_steps: 128,
             learning_rate: 2.5e-4,
             anneal_lr: true,
@@ -75,10 +66,6 @@ impl Default for PpoConfig {
             vf_coef: 0.5,
             max_grad_norm: 0.5,
             target_kl: None,
-            normalize_obs: false,
-            normalize_reward: false,
-            obs_clip: 10.0,
-            reward_clip: 10.0,
             init_log_std: 0.0,
             adam_eps: 1e-5,
         }
@@ -89,22 +76,21 @@ impl PpoConfig {
     /// Every out-of-range field; `num_envs` is needed to check the minibatch split.
     pub fn validate(&self, num_envs: usize) -> Vec<FieldError> {
         let mut c = Checks::default();
-        c.count("total_timesteps", self.total_timesteps)
-            .require(
-                (1..=MAX_CONFIG_INT as usize).contains(&self.num_steps),
-                "num_steps",
-                self.num_steps,
-                "an integer in 1..=9223372036854775807 (that fits in memory)",
-            )
-            .positive("learning_rate", self.learning_rate)
-            .unit("gamma", self.gamma)
-            .unit("gae_lambda", self.gae_lambda)
-            .require(
-                self.num_minibatches > 0,
-                "num_minibatches",
-                self.num_minibatches,
-                "an integer >= 1",
-            );
+        c.require(
+            (1..=MAX_CONFIG_INT as usize).contains(&self.num_steps),
+            "num_steps",
+            self.num_steps,
+            "an integer in 1..=9223372036854775807 (that fits in memory)",
+        )
+        .positive("learning_rate", self.learning_rate)
+        .unit("gamma", self.gamma)
+        .unit("gae_lambda", self.gae_lambda)
+        .require(
+            self.num_minibatches > 0,
+            "num_minibatches",
+            self.num_minibatches,
+            "an integer >= 1",
+        );
         let batch = (self.num_steps as u64).checked_mul(num_envs as u64);
         if let Some(batch) = batch.filter(|_| self.num_minibatches > 0) {
             c.require(
@@ -127,23 +113,22 @@ impl PpoConfig {
                 "a number > 0 (or leave it out)",
             );
         }
-        c.positive("obs_clip", self.obs_clip)
-            .positive("reward_clip", self.reward_clip)
-            .require(
-                self.init_log_std.is_finite() && self.init_log_std.abs() <= 10.0,
-                "init_log_std",
-                self.init_log_std,
-                "a number in [-10, 10]",
-            )
-            .positive("adam_eps", self.adam_eps);
+        c.require(
+            self.init_log_std.is_finite() && self.init_log_std.abs() <= 10.0,
+            "init_log_std",
+            self.init_log_std,
+            "a number in [-10, 10]",
+        )
+        .positive("adam_eps", self.adam_eps);
         c.finish()
     }
 
-    /// Updates in a run: total_timesteps / (num_envs * num_steps), at least 1.
-    pub fn num_updates(&self, num_envs: usize) -> u64 {
+    /// Updates in a run of `total_timesteps` env steps:
+    /// total_timesteps / (num_envs * num_steps), at least 1.
+    pub fn num_updates(&self, num_envs: usize, total_timesteps: u64) -> u64 {
         let batch = (num_envs as u64)
             .saturating_mul(self.num_steps as u64)
             .max(1);
-        (self.total_timesteps / batch).max(1)
+        (total_timesteps / batch).max(1)
     }
 }

@@ -7,10 +7,11 @@ use std::borrow::Cow;
 use rl_env::rng::Rng;
 use rl_policy::{ObsNormalizer, Policy, PolicySpec, Rollout, RunningMeanStd};
 
+use crate::algorithm::RunSpec;
 use crate::divergence::{first_non_finite, Divergence, Stage};
 use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
 use crate::engine::host::HostEngine;
-use crate::engine::torch::TorchEngine;
+use crate::engine::libtorch::TorchEngine;
 use crate::gae::gae;
 use crate::ppo::batch::{explained_variance, shuffle};
 use crate::ppo::config::PpoConfig;
@@ -89,14 +90,15 @@ pub struct PpoLearner {
 
 impl PpoLearner {
     /// A learner with CleanRL's initialisation, drawn from `seed` by our own
-    /// generator (identical for every backend and device).
+    /// generator (identical for every backend and device). The libtorch
+    /// backend fails when its engine cannot be loaded.
     pub fn new(
         spec: PolicySpec,
         config: PpoConfig,
-        num_envs: usize,
-        seed: u64,
+        run: &RunSpec,
         backend: Backend,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let (num_envs, seed) = (run.num_envs, run.seed);
         let obs_dim = spec.obs_dim;
         let check_policy = Policy::new(spec.clone()).ok();
         let engine: Box<dyn GradientEngine> = match backend {
@@ -105,21 +107,21 @@ impl PpoLearner {
                 Box::new(HostEngine::new(spec, weights, config.adam_eps))
             }
             Backend::Torch(device) => Box::new(TorchEngine::new(
-                spec,
+                &spec,
                 seed,
                 config.init_log_std,
                 config.adam_eps,
                 device,
-            )),
+            )?),
         };
-        let obs_norm = config
-            .normalize_obs
-            .then(|| ObsNormalizer::new(obs_dim, config.obs_clip));
-        let reward_scaler = config
-            .normalize_reward
-            .then(|| RewardScaler::new(num_envs, config.gamma, config.reward_clip));
-        PpoLearner {
-            num_updates: config.num_updates(num_envs),
+        let obs_norm = run
+            .obs_norm_clip
+            .map(|clip| ObsNormalizer::new(obs_dim, clip));
+        let reward_scaler = run
+            .reward_scale_clip
+            .map(|clip| RewardScaler::new(num_envs, config.gamma, clip));
+        Ok(PpoLearner {
+            num_updates: config.num_updates(num_envs, run.total_timesteps),
             config,
             engine,
             obs_norm,
@@ -128,7 +130,7 @@ impl PpoLearner {
             updates_done: 0,
             num_envs,
             check_policy,
-        }
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -362,7 +362,7 @@ pub fn shown(out: &std::process::Output) -> String {
 /// Each of `settings` (`"run.num_workers = 2"`) sets a value, replacing the
 /// base's own.
 pub fn cartpole_config(updates: u64, settings: &[&str]) -> String {
-    let total = format!("ppo.total_timesteps = {}", updates * 128);
+    let total = format!("run.total_timesteps = {}", updates * 128);
     let base = [
         "env.id = \"CartPole-v1\"",
         "env.num_envs = 4",

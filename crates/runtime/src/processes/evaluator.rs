@@ -54,11 +54,11 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
     let obs_dim = spec.obs_dim;
     let mut policy = Policy::new(spec.clone())?;
     let mut obs_norm = settings
-        .ppo
+        .env
         .normalize_obs
-        .then(|| ObsNormalizer::new(obs_dim, settings.ppo.obs_clip));
+        .then(|| ObsNormalizer::new(obs_dim, settings.env.obs_clip));
     let block = context.block()?;
-    let mut published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
+    let mut published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     let mut recorder = EvalRecorder::new(
         &run_dir,
         run_dir.append_eval_csv()?,

@@ -260,7 +260,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         obs_dim: spec.obs_dim,
         action_dim: spec.head.action_dim(),
     };
-    let published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
+    let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     let pool = WorkerPool::new(
         settings.run.num_workers,
         shape,

@@ -79,7 +79,7 @@ fn work(
     let envs = registry.make_vec(&settings.env.id, id.num_envs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
     let obs_dim = spec.obs_dim;
-    let mut published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
+    let mut published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     let checkpoint = match &id.resume {
         Some(path) => Some(read_checkpoint(Path::new(path)).map_err(RuntimeError::Setup)?),
         None => None,
@@ -115,8 +115,8 @@ fn work(
     };
     data.send(&hello.encode(), &[slot.fd()])?;
 
-    if settings.ppo.normalize_obs {
-        *collector.obs_norm_mut() = Some(ObsNormalizer::new(obs_dim, settings.ppo.obs_clip));
+    if settings.env.normalize_obs {
+        *collector.obs_norm_mut() = Some(ObsNormalizer::new(obs_dim, settings.env.obs_clip));
     }
     let mut rollout = Rollout::default();
     let mut buf = Vec::new();

@@ -31,7 +31,7 @@ impl Checkpointer {
             interval: settings.checkpoint.interval_updates,
             env_id: settings.env.id.clone(),
             spec: spec.clone(),
-            obs_norm_clip: settings.ppo.normalize_obs.then_some(settings.ppo.obs_clip),
+            obs_norm_clip: settings.env.normalize_obs.then_some(settings.env.obs_clip),
             config_hash: config_hash(settings),
             settings_json: settings.to_json(),
             steps_per_update: settings.steps_per_update(),

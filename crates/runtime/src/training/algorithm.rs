@@ -27,11 +27,11 @@ pub fn new_learner(
         "torch" => Backend::Torch(device),
         _ => Backend::for_device(device),
     };
-    Ok(PpoLearner::new(
+    PpoLearner::new(
         spec.clone(),
         settings.ppo.clone(),
-        settings.env.num_envs,
-        settings.run.seed,
+        &settings.run_spec(),
         backend,
-    ))
+    )
+    .map_err(RuntimeError::Setup)
 }

@@ -52,7 +52,11 @@ impl Supervisor<'_> {
             self.read_worker(k);
             let slot = &mut self.workers[k];
             slot.handle = None;
-            if training && self.phase == Phase::Training {
+            // A worker exits 0 only when the learner told it to stop (the
+            // end of the run) or dropped it; the learner asks for the
+            // replacement of one it dropped. Any other exit is a failure.
+            let wanted = std::mem::take(&mut slot.replace_requested) || !status.success();
+            if training && self.phase == Phase::Training && wanted {
                 let label = slot.label.clone();
                 self.schedule_restart(Target::Worker(k), &format!("{label} exited ({status})"));
             }
@@ -120,6 +124,7 @@ impl Supervisor<'_> {
             let generation = self.workers[k].generation + 1;
             let handle = self.spawn_worker(k as u32, generation)?;
             self.workers[k].generation = generation;
+            self.workers[k].replace_requested = false;
             self.workers[k].handle = Some(handle);
         }
         if self.evaluator.restart_at.is_some_and(|t| t <= now) {

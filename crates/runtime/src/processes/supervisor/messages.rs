@@ -11,6 +11,7 @@ use rl_ipc::messages::{
 };
 use rl_ipc::ChannelError;
 
+use super::lifecycle::Target;
 use super::{LearnerEnd, Phase, Supervisor, TICK};
 use crate::error::RuntimeError;
 use crate::processes::child::ChildHandle;
@@ -134,6 +135,8 @@ impl Supervisor<'_> {
             return; // Already replaced.
         }
         let pid = slot.handle.as_ref().map(ChildHandle::pid);
+        slot.replace_requested = true;
+        let exited_already = slot.handle.is_none() && slot.restart_at.is_none();
         if let Some(handle) = &mut slot.handle {
             handle.kill();
         }
@@ -142,6 +145,15 @@ impl Supervisor<'_> {
             self.message(format!(
                 "worker {worker} (generation {generation}{pid}) {reason}; replacing it"
             ));
+            // Reaped before the learner's verdict came (it exited on its
+            // own when the learner dropped it): replaced from here.
+            if exited_already {
+                self.workers[worker as usize].replace_requested = false;
+                self.schedule_restart(
+                    Target::Worker(worker as usize),
+                    &format!("worker {worker} was dropped by the learner"),
+                );
+            }
         }
     }
 

@@ -88,6 +88,8 @@ struct Restartable {
     /// How its last process failed, as it said: the same failure from the
     /// next one means a replacement cannot help.
     last_failure: Option<String>,
+    /// The learner asked for this process to be replaced.
+    replace_requested: bool,
 }
 
 impl Restartable {
@@ -99,6 +101,7 @@ impl Restartable {
             restarts: 0,
             restart_at: None,
             last_failure: None,
+            replace_requested: false,
         }
     }
 }
@@ -162,7 +165,7 @@ pub fn train_multi_process(
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
     let spec = spec_for(registry, settings)?;
-    let published = PublishedPolicy::new(&spec, settings.ppo.normalize_obs);
+    let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     // Every version for the workers; evaluation points for the evaluator.
     let block = published.create_block(spec.layout().total_len)?;
     let eval_block = published.create_block(spec.layout().total_len)?;
@@ -173,7 +176,7 @@ pub fn train_multi_process(
         }
         Some(from) => from.checkpoint.elapsed_s,
     };
-    let num_updates = settings.ppo.num_updates(settings.env.num_envs);
+    let num_updates = settings.num_updates();
     let mut supervisor = Supervisor {
         settings,
         run_dir,

@@ -25,9 +25,9 @@ pub struct Evaluation {
 }
 
 impl ActorCritic {
-    /// The networks with CleanRL's initialisation ([`crate::init`]), on `device`.
+    /// The networks with CleanRL's initialisation ([`rl_algo::init`]), on `device`.
     pub fn new(spec: PolicySpec, seed: u64, initial_log_std: f64, device: Device) -> Self {
-        let flat = crate::init::initial_weights(&spec, seed, initial_log_std);
+        let flat = rl_algo::init::initial_weights(&spec, seed, initial_log_std);
         Self::from_flat(spec, &flat, device)
     }
 

@@ -6,12 +6,13 @@
 
 use std::process::Command;
 
-use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice, DeviceError};
-use tch::{Device, Kind, Tensor};
+use rl_algo::device::{resolve_device, DeviceChoice, DeviceError};
+use rl_algo::engine::gradient::Device;
+use tch::{Kind, Tensor};
 
 #[test]
 fn libtorch_computes_a_matmul_on_one_thread() {
-    set_torch_threads(1);
+    tch::set_num_threads(1);
     assert_eq!(tch::get_num_threads(), 1);
     let a = Tensor::from_slice(&[1.0_f32, 2.0, 3.0, 4.0]).reshape([2, 2]);
     let b = a.matmul(&a.transpose(0, 1));
@@ -46,7 +47,7 @@ fn libtorch_loads_without_ld_library_path() {
 #[test]
 fn auto_device_follows_cuda_availability_and_cuda_without_gpu_is_an_error() {
     let auto = resolve_device(DeviceChoice::Auto).unwrap();
-    if tch::Cuda::is_available() {
+    if tch::Cuda::is_available() && rl_algo::device::nvidia_device_present() {
         assert_eq!(auto, Device::Cuda(0));
     } else {
         assert_eq!(auto, Device::Cpu);

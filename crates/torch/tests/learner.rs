@@ -5,13 +5,14 @@
 
 use std::cell::Cell;
 
+use rl_algo::algorithm::RunSpec;
 use rl_algo::divergence::Stage;
 use rl_algo::engine::gradient::Backend;
+use rl_algo::engine::gradient::Device;
 use rl_algo::ppo::config::PpoConfig;
 use rl_algo::ppo::learner::{PpoLearner, UpdateError};
 use rl_env::{Env, Registry};
 use rl_policy::{ActionHead, Activation, Policy, PolicySpec, RolloutCollector};
-use tch::Device;
 
 fn spec(env: &str) -> (PolicySpec, PpoConfig) {
     let registry = Registry::with_builtins();
@@ -31,12 +32,19 @@ fn spec(env: &str) -> (PolicySpec, PpoConfig) {
         num_steps: 64,
         num_minibatches: 4,
         update_epochs: 3,
-        normalize_obs: true,
-        normalize_reward: true,
-        total_timesteps: 4 * 64 * 3,
         ..PpoConfig::default()
     };
     (spec, config)
+}
+
+/// 4 envs for `updates` updates of 64 steps, observations and rewards
+/// normalised.
+fn run(seed: u64, updates: u64) -> RunSpec {
+    RunSpec {
+        obs_norm_clip: Some(10.0),
+        reward_scale_clip: Some(10.0),
+        ..RunSpec::new(4, 4 * 64 * updates, seed)
+    }
 }
 
 /// Three updates on rollouts collected with the learner's own weights.
@@ -44,7 +52,8 @@ fn train(env: &str, backend: Backend, seed: u64) -> Vec<f32> {
     let (spec, config) = spec(env);
     let registry = Registry::with_builtins();
     let envs = registry.make_vec(env, 4).unwrap();
-    let mut learner = PpoLearner::new(spec.clone(), config.clone(), 4, seed, backend);
+    let mut learner =
+        PpoLearner::new(spec.clone(), config.clone(), &run(seed, 3), backend).unwrap();
     let mut collector = RolloutCollector::new(envs, Policy::new(spec).unwrap(), seed, 0).unwrap();
     for _ in 0..3 {
         collector
@@ -67,8 +76,15 @@ fn host_and_libtorch_backends_compute_the_same_update() {
         let envs = registry.make_vec(env, 4).unwrap();
         let mut collector =
             RolloutCollector::new(envs, Policy::new(spec.clone()).unwrap(), 3, 0).unwrap();
-        let mut host = PpoLearner::new(spec.clone(), config.clone(), 4, 3, Backend::Host);
-        let mut torch = PpoLearner::new(spec, config.clone(), 4, 3, Backend::Torch(Device::Cpu));
+        let mut host =
+            PpoLearner::new(spec.clone(), config.clone(), &run(3, 3), Backend::Host).unwrap();
+        let mut torch = PpoLearner::new(
+            spec,
+            config.clone(),
+            &run(3, 3),
+            Backend::Torch(Device::Cpu),
+        )
+        .unwrap();
         assert_eq!(
             host.policy_weights(),
             torch.policy_weights(),
@@ -111,11 +127,11 @@ fn learning_rate_and_clip_anneal_linearly_and_target_kl_stops_epochs_early() {
     config.anneal_lr = true;
     config.anneal_clip = true;
     config.update_epochs = 10;
-    config.total_timesteps = 4 * 64 * 4; // four updates
     config.target_kl = Some(1e-9);
     let registry = Registry::with_builtins();
     let envs = registry.make_vec("CartPole-v1", 4).unwrap();
-    let mut learner = PpoLearner::new(spec.clone(), config.clone(), 4, 1, Backend::Host);
+    let mut learner =
+        PpoLearner::new(spec.clone(), config.clone(), &run(1, 4), Backend::Host).unwrap();
     let mut collector = RolloutCollector::new(envs, Policy::new(spec).unwrap(), 1, 0).unwrap();
     for k in 0..4 {
         collector
@@ -169,8 +185,7 @@ fn reward_scaling_divides_by_the_running_std_of_discounted_returns() {
 fn a_restored_learner_continues_exactly_as_the_original() {
     for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
         let env = "Pendulum-v1";
-        let (spec, mut config) = spec(env);
-        config.total_timesteps = 4 * 64 * 6;
+        let (spec, config) = spec(env);
         let registry = Registry::with_builtins();
         let mut collector = RolloutCollector::new(
             registry.make_vec(env, 4).unwrap(),
@@ -179,7 +194,8 @@ fn a_restored_learner_continues_exactly_as_the_original() {
             0,
         )
         .unwrap();
-        let mut original = PpoLearner::new(spec.clone(), config.clone(), 4, 5, backend);
+        let mut original =
+            PpoLearner::new(spec.clone(), config.clone(), &run(5, 6), backend).unwrap();
         let mut rollouts = Vec::new();
         for i in 0..6 {
             collector
@@ -193,7 +209,8 @@ fn a_restored_learner_continues_exactly_as_the_original() {
             rollouts.push(rollout);
         }
         let state = original.state();
-        let mut restored = PpoLearner::new(spec.clone(), config.clone(), 4, 77, backend);
+        let mut restored =
+            PpoLearner::new(spec.clone(), config.clone(), &run(77, 6), backend).unwrap();
         assert_ne!(restored.policy_weights(), original.policy_weights());
         restored.restore(&state).unwrap();
         assert_eq!(restored.state(), state, "{backend:?}");
@@ -209,14 +226,14 @@ fn a_restored_learner_continues_exactly_as_the_original() {
         // A state that does not fit is refused with a reason.
         let mut other = PpoLearner::new(
             spec.clone(),
-            PpoConfig {
-                normalize_obs: false,
-                ..config.clone()
+            config.clone(),
+            &RunSpec {
+                obs_norm_clip: None,
+                ..run(5, 6)
             },
-            4,
-            5,
             backend,
-        );
+        )
+        .unwrap();
         assert!(other.restore(&state).unwrap_err().contains("normalisation"));
         let mut short = state.clone();
         short.adam_exp_avg.pop();
@@ -229,6 +246,7 @@ fn a_restored_learner_continues_exactly_as_the_original() {
 fn learner_and_rollout(
     env: &str,
     config: PpoConfig,
+    run_spec: RunSpec,
     backend: Backend,
 ) -> (PpoLearner, rl_policy::Rollout) {
     let (spec, _) = spec(env);
@@ -240,7 +258,7 @@ fn learner_and_rollout(
         0,
     )
     .unwrap();
-    let learner = PpoLearner::new(spec, config.clone(), 4, 7, backend);
+    let learner = PpoLearner::new(spec, config.clone(), &run_spec, backend).unwrap();
     collector
         .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
         .unwrap();
@@ -255,8 +273,9 @@ fn learner_and_rollout(
 fn an_abandoned_update_leaves_the_learner_as_it_was() {
     for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
         let (_, config) = spec("Pendulum-v1");
-        let (mut learner, rollout) = learner_and_rollout("Pendulum-v1", config.clone(), backend);
-        let (mut twin, _) = learner_and_rollout("Pendulum-v1", config, backend);
+        let (mut learner, rollout) =
+            learner_and_rollout("Pendulum-v1", config.clone(), run(7, 3), backend);
+        let (mut twin, _) = learner_and_rollout("Pendulum-v1", config, run(7, 3), backend);
         let before = learner.state();
         let asked = Cell::new(0);
         // Yes on the fifth question: four minibatches were applied.
@@ -315,7 +334,7 @@ fn a_diverging_update_is_refused_naming_the_quantity_and_the_setting() {
     for backend in [Backend::Host, Backend::Torch(Device::Cpu)] {
         for (config, quantity, setting) in &cases {
             let (mut learner, rollout) =
-                learner_and_rollout("CartPole-v1", config.clone(), backend);
+                learner_and_rollout("CartPole-v1", config.clone(), run(7, 3), backend);
             let before = learner.state();
             let Err(UpdateError::Diverged(d)) = learner.update(&rollout, &|| false) else {
                 panic!("{backend:?} {setting}: the update went through");
@@ -328,18 +347,18 @@ fn a_diverging_update_is_refused_naming_the_quantity_and_the_setting() {
         }
     }
     // Rewards too large for float32 returns: found before any minibatch.
-    let plain = PpoConfig {
-        normalize_reward: false,
-        ..base
+    let plain = RunSpec {
+        reward_scale_clip: None,
+        ..run(7, 3)
     };
-    let (mut learner, mut rollout) = learner_and_rollout("CartPole-v1", plain, Backend::Host);
+    let (mut learner, mut rollout) = learner_and_rollout("CartPole-v1", base, plain, Backend::Host);
     rollout.rewards.iter_mut().for_each(|r| *r = 3e38);
     let Err(UpdateError::Diverged(d)) = learner.update(&rollout, &|| false) else {
         panic!("huge rewards went through");
     };
     assert_eq!(d.stage, Stage::BeforeMinibatches, "{d}");
     assert!(d.quantity.contains("returns"), "{d}");
-    assert_eq!(d.suspects[0].0, "ppo.normalize_reward", "{d}");
+    assert_eq!(d.suspects[0].0, "env.normalize_reward", "{d}");
     assert!(
         d.to_string().contains("rewards range from 3e38 to 3e38"),
         "{d}"

@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 
-use rl_algo::adam::{clip_grad_norm, Adam};
-use rl_algo::engine::torch::{ppo_loss, Minibatch};
 use rl_algo::gae::gae;
-use rl_algo::net::ActorCritic;
 use rl_algo::ppo::config::PpoConfig;
 use rl_policy::{ActionHead, Activation, PolicySpec};
+use rl_torch::adam::{clip_grad_norm, Adam};
+use rl_torch::engine::{ppo_loss, Minibatch};
+use rl_torch::net::ActorCritic;
 use serde_json::Value;
 use tch::{Device, Tensor};
 

@@ -1,16 +1,19 @@
-//! The libtorch engine: the networks as tensors on the learner's device
-//! ([`ActorCritic`]), CleanRL's PPO loss written with tensor operations
-//! ([`ppo_loss`]), autograd, and Adam on the flat parameter tensor.
+//! The libtorch engine itself: the networks as tensors on the learner's
+//! device ([`ActorCritic`]), CleanRL's PPO loss written with tensor
+//! operations ([`ppo_loss`]), autograd, and Adam on the flat parameter
+//! tensor. Learners reach it through the plugin ABI (`crate::ffi`).
 
 use std::borrow::Cow;
 
 use rl_policy::PolicySpec;
 use tch::{Device, Kind, Tensor};
 
+use rl_algo::engine::gradient::Device as EngineDevice;
+use rl_algo::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
+use rl_algo::ppo::config::PpoConfig;
+
 use crate::adam::{clip_grad_norm, Adam};
-use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
 use crate::net::ActorCritic;
-use crate::ppo::config::PpoConfig;
 
 /// One minibatch's loss and diagnostics.
 pub struct MinibatchLoss {
@@ -109,7 +112,7 @@ struct DeviceBatch {
 }
 
 /// See the module documentation.
-pub struct TorchEngine {
+pub struct NativeEngine {
     net: ActorCritic,
     adam: Adam,
     batch: Option<DeviceBatch>,
@@ -118,7 +121,7 @@ pub struct TorchEngine {
     backup: Option<(Tensor, Tensor, Tensor, u64)>,
 }
 
-impl TorchEngine {
+impl NativeEngine {
     /// CleanRL's initialisation drawn from `seed` (identical to the host
     /// engine's), on `device`.
     pub fn new(
@@ -130,7 +133,7 @@ impl TorchEngine {
     ) -> Self {
         let net = ActorCritic::new(spec, seed, init_log_std, device);
         let adam = Adam::new(net.flat(), 0.9, 0.999, adam_eps);
-        TorchEngine {
+        NativeEngine {
             net,
             adam,
             batch: None,
@@ -139,9 +142,12 @@ impl TorchEngine {
     }
 }
 
-impl GradientEngine for TorchEngine {
+impl GradientEngine for NativeEngine {
     fn backend(&self) -> Backend {
-        Backend::Torch(self.net.device())
+        Backend::Torch(match self.net.device() {
+            Device::Cuda(i) => EngineDevice::Cuda(i),
+            _ => EngineDevice::Cpu,
+        })
     }
 
     fn weights(&self) -> Cow<'_, [f32]> {

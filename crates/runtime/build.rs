@@ -1,3 +1,0 @@
-fn main() {
-    rl_torch_build::link_libtorch();
-}
