@@ -1,4 +1,7 @@
-//! Generalised advantage estimation.
+//! Generalised advantage estimation, on `[T, E]` arrays (`ndarray` views
+//! of the rollout's flat, time-major buffers: no copies).
+
+use ndarray::{Array2, ArrayView2};
 
 /// GAE over a time-major rollout (`[T, E]` arrays).
 ///
@@ -18,25 +21,40 @@ pub fn gae(
     gae_lambda: f32,
 ) -> (Vec<f32>, Vec<f32>) {
     let num_steps = rewards.len() / num_envs.max(1);
-    let mut advantages = vec![0.0_f32; rewards.len()];
-    #[allow(clippy::needless_range_loop)] // e indexes three arrays of different strides.
+    let shape = (num_steps, num_envs);
+    let view = |what: &str, len: usize| {
+        assert_eq!(
+            len,
+            num_steps * num_envs,
+            "gae: {what} has {len} values, not [{num_steps}, {num_envs}]"
+        );
+    };
+    view("values", values.len());
+    view("dones", dones.len());
+    let (Ok(rewards), Ok(values), Ok(dones)) = (
+        ArrayView2::from_shape(shape, rewards),
+        ArrayView2::from_shape(shape, values),
+        ArrayView2::from_shape(shape, dones),
+    ) else {
+        unreachable!("the lengths were checked")
+    };
+    let mut advantages = Array2::<f32>::zeros(shape);
     for e in 0..num_envs {
         let mut last_gae = 0.0_f32;
         for t in (0..num_steps).rev() {
-            let k = t * num_envs + e;
-            let next_non_terminal = if dones[k] { 0.0 } else { 1.0 };
+            let next_non_terminal = if dones[[t, e]] { 0.0 } else { 1.0 };
             let next_value = if t + 1 == num_steps {
                 last_values[e]
             } else {
-                values[k + num_envs]
+                values[[t + 1, e]]
             };
-            let delta = rewards[k] + gamma * next_value * next_non_terminal - values[k];
+            let delta = rewards[[t, e]] + gamma * next_value * next_non_terminal - values[[t, e]];
             last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae;
-            advantages[k] = last_gae;
+            advantages[[t, e]] = last_gae;
         }
     }
-    let returns = advantages.iter().zip(values).map(|(a, v)| a + v).collect();
-    (advantages, returns)
+    let returns = (&advantages + &values).into_raw_vec_and_offset().0;
+    (advantages.into_raw_vec_and_offset().0, returns)
 }
 
 #[cfg(test)]

@@ -4,12 +4,6 @@
 use rl_env::rng::Rng;
 use rl_policy::PolicySpec;
 
-fn standard_normal(rng: &mut Rng) -> f64 {
-    let u1 = 1.0 - rng.next_f64();
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 /// A `[rows, cols]` row-major matrix with orthonormal rows or columns
 /// (whichever are fewer), times `gain`: the Q factor of a Gaussian matrix, as
 /// `torch.nn.init.orthogonal_` draws it.
@@ -21,7 +15,7 @@ pub fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut Rng) -> Vec<f32
         (cols, rows)
     };
     let mut columns: Vec<Vec<f64>> = (0..m)
-        .map(|_| (0..n).map(|_| standard_normal(rng)).collect())
+        .map(|_| (0..n).map(|_| rng.standard_normal()).collect())
         .collect();
     // Modified Gram-Schmidt, twice for numerical orthogonality.
     for j in 0..m {

@@ -228,7 +228,7 @@ fn damaged_checkpoints_are_named_and_resume_falls_back_to_the_newest_valid_one()
         b[i] ^= 0x04;
     });
     edit(25, &|b| {
-        replace_once(b, "ferrorl-checkpoint-v2", "ferrorl-checkpoint-v7");
+        replace_once(b, "ferrorl-checkpoint-v3", "ferrorl-checkpoint-v7");
         seal(b);
     });
     edit(20, &|b| {

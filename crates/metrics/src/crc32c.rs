@@ -1,34 +1,10 @@
-//! CRC-32C (Castagnoli), as TFRecord files and our checkpoints use it.
-
-const fn table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-}
-
-static TABLE: [u32; 256] = table();
+//! CRC-32C (Castagnoli), as TFRecord files and our checkpoints use it:
+//! the `crc32c` crate (SSE 4.2 / ARMv8 instructions where the CPU has
+//! them, which a table lookup per byte is not), and TFRecord's masking.
 
 /// Continues a CRC-32C over more bytes (start from 0).
 pub fn update(crc: u32, bytes: &[u8]) -> u32 {
-    let mut crc = !crc;
-    for b in bytes {
-        crc = TABLE[((crc ^ u32::from(*b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    ::crc32c::crc32c_append(crc, bytes)
 }
 
 /// The CRC-32C of `bytes`.

@@ -198,7 +198,7 @@ impl Policy {
                 let means = &outputs[..dim];
                 let log_stds = &self.weights[log_std..log_std + dim];
                 for ((a, mean), ls) in action.iter_mut().zip(means).zip(log_stds) {
-                    let z = standard_normal(rng) as f32;
+                    let z = rng.standard_normal() as f32;
                     *a = mean + ls.exp() * z;
                     log_prob += -0.5 * z * z - ls - LOG_SQRT_2PI;
                 }
@@ -226,13 +226,6 @@ impl Policy {
         }
         self.outputs = outputs;
     }
-}
-
-/// A standard normal draw (Box-Muller, one of the pair).
-fn standard_normal(rng: &mut Rng) -> f64 {
-    let u1 = 1.0 - rng.next_f64(); // (0, 1]
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 #[cfg(test)]

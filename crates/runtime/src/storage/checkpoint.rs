@@ -7,7 +7,7 @@
 //!           obs_norm.mean, obs_norm.var                       observation statistics (f64), if normalised
 //!           reward_norm.mean, .var, .returns                  reward scaling (f64), if scaled
 //!           collector.K                                       worker K's envs and sampling streams (u8)
-//! metadata  format "ferrorl-checkpoint-v2", kind (periodic | stop | final | best),
+//! metadata  format "ferrorl-checkpoint-v3", kind (periodic | stop | final | best),
 //!           env_steps, updates, weights_version, num_updates, elapsed_s, train_s,
 //!           adam_step, obs_norm_count,
 //!           reward_norm_count, rng (4 x u64), config_hash, settings (the run's
@@ -34,7 +34,11 @@ use crate::storage::policy_file::{
 };
 use crate::storage::safetensors::{checksum, encode, seal, SafeTensors, TensorData};
 
-pub const CHECKPOINT_FORMAT: &str = "ferrorl-checkpoint-v2";
+pub const CHECKPOINT_FORMAT: &str = "ferrorl-checkpoint-v3";
+
+/// Formats of earlier builds: refused with a message saying so (v2 held
+/// settings from before `total_timesteps` and normalisation left `[ppo]`).
+const OLDER_FORMATS: [&str; 2] = ["ferrorl-checkpoint-v1", "ferrorl-checkpoint-v2"];
 
 /// Why a checkpoint was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,11 @@ impl Checkpoint {
         }
         let st = SafeTensors::decode(bytes)?;
         let format = st.meta("format")?;
+        if OLDER_FORMATS.contains(&format) {
+            return Err(format!(
+                "format {format:?} was written by an earlier version of ferrorl; this build reads {CHECKPOINT_FORMAT:?} only (the run cannot be resumed; its policy files still play with evaluate)"
+            ));
+        }
         if format != CHECKPOINT_FORMAT {
             return Err(format!(
                 "format {format:?} is not supported; this build reads {CHECKPOINT_FORMAT:?}"
@@ -421,6 +430,9 @@ mod tests {
         };
         let err =
             Checkpoint::decode(&swap(CHECKPOINT_FORMAT, "ferrorl-checkpoint-v9")).unwrap_err();
+        let older =
+            Checkpoint::decode(&swap(CHECKPOINT_FORMAT, "ferrorl-checkpoint-v2")).unwrap_err();
+        assert!(older.contains("earlier version of ferrorl"), "{older}");
         assert!(err.contains("not supported"), "{err}");
         let err = Checkpoint::decode(&swap("\"shape\":[4,3]", "\"shape\":[3,4]")).unwrap_err();
         assert!(err.contains("actor.0.weight has shape [3, 4]"), "{err}");

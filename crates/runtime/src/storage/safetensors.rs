@@ -1,8 +1,11 @@
-//! The safetensors format (as Hugging Face's `safetensors` reads it):
-//! an 8-byte little-endian header length, a JSON header naming each tensor's
-//! dtype, shape and byte range, an optional `__metadata__` map of strings,
-//! then the tensors' bytes. Written and read here without a dependency; the
-//! reader checks everything before any number is used.
+//! The safetensors format (Hugging Face's): an 8-byte little-endian header
+//! length, a JSON header naming each tensor's dtype, shape and byte range,
+//! an optional `__metadata__` map of strings, then the tensors' bytes.
+//! Written and read with the `safetensors` crate; this module adds typed,
+//! checked accessors and one thing the crate does not do: it writes the
+//! header's keys in sorted order. (The crate writes the metadata in a hash
+//! map's order, which changes from process to process; a policy file must
+//! be byte-identical whatever process wrote it, which tests check.)
 //!
 //! Our files (policy files, checkpoints) carry a `checksum` metadata entry:
 //! the CRC-32C of the whole file with that entry's value read as
@@ -10,9 +13,10 @@
 //! bit anywhere is caught, while any safetensors reader still loads them.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use rl_metrics::crc32c::crc32c;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensorError};
 
 /// One tensor to write.
 pub struct TensorData {
@@ -52,148 +56,123 @@ impl TensorData {
     }
 }
 
-fn dtype_size(dtype: &str) -> Option<usize> {
+fn dtype_of(dtype: &str) -> Option<Dtype> {
     match dtype {
-        "F32" => Some(4),
-        "F64" => Some(8),
-        "U8" => Some(1),
+        "F32" => Some(Dtype::F32),
+        "F64" => Some(Dtype::F64),
+        "U8" => Some(Dtype::U8),
         _ => None,
     }
 }
 
-/// Encodes tensors (sorted by name) and string metadata.
-pub fn encode(mut tensors: Vec<TensorData>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut header = serde_json::Map::new();
-    header.insert(
-        "__metadata__".to_string(),
-        serde_json::Value::Object(
-            metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-        ),
+/// Encodes tensors and string metadata (the header's keys sorted).
+pub fn encode(tensors: Vec<TensorData>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .filter_map(|t| {
+            let dtype = dtype_of(t.dtype)?;
+            let view = TensorView::new(dtype, t.shape.clone(), &t.bytes).ok()?;
+            Some((t.name.clone(), view))
+        })
+        .collect();
+    assert_eq!(
+        views.len(),
+        tensors.len(),
+        "every tensor has a known dtype and bytes for its shape"
     );
-    let mut offset = 0usize;
-    for t in &tensors {
-        header.insert(
-            t.name.clone(),
-            serde_json::json!({
-                "dtype": t.dtype,
-                "shape": t.shape,
-                "data_offsets": [offset, offset + t.bytes.len()],
-            }),
-        );
-        offset += t.bytes.len();
-    }
-    let mut header_bytes = serde_json::Value::Object(header).to_string().into_bytes();
-    while header_bytes.len() % 8 != 0 {
-        header_bytes.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + header_bytes.len() + offset);
-    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header_bytes);
-    for t in &tensors {
-        out.extend_from_slice(&t.bytes);
-    }
-    out
+    let info: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut bytes = match safetensors::serialize(views, Some(info)) {
+        Ok(bytes) => bytes,
+        Err(e) => unreachable!("views were checked when made: {e}"),
+    };
+    sort_header(&mut bytes);
+    bytes
 }
 
-/// A decoded file: metadata and where each tensor's bytes are.
+/// Rewrites the JSON header of a file with its keys sorted (the same
+/// bytes, in another order: the same length).
+fn sort_header(bytes: &mut [u8]) {
+    let Some(len) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return;
+    };
+    let end = 8 + u64::from_le_bytes(len) as usize;
+    let Some(header) = bytes.get(8..end) else {
+        return;
+    };
+    // serde_json's map is a BTreeMap: parsing sorts every object's keys.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    let mut sorted = value.to_string().into_bytes();
+    sorted.resize(end - 8, b' ');
+    if sorted.len() == end - 8 {
+        bytes[8..end].copy_from_slice(&sorted);
+    }
+}
+
+/// A decoded file: metadata and each tensor's dtype, shape and bytes.
 pub struct SafeTensors<'a> {
     pub metadata: BTreeMap<String, String>,
-    tensors: BTreeMap<String, (String, Vec<usize>, Range<usize>)>,
-    data: &'a [u8],
-    /// The raw JSON header, for checksums over it.
-    pub header: &'a [u8],
+    tensors: BTreeMap<String, (&'static str, Vec<usize>, &'a [u8])>,
+    data_len: usize,
+}
+
+/// The crate's refusal in words.
+fn explain(e: SafeTensorError, len: usize) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall | SafeTensorError::InvalidHeaderLength => {
+            format!("truncated: {len} bytes, not a whole header")
+        }
+        SafeTensorError::HeaderTooLarge => "the header claims more bytes than allowed".into(),
+        SafeTensorError::InvalidHeader(_)
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization(_) => {
+            "the header is not valid safetensors JSON".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the tensors do not cover the file's data exactly (truncated?)".into()
+        }
+        other => format!("not a valid safetensors file: {other}"),
+    }
 }
 
 impl<'a> SafeTensors<'a> {
-    /// Parses and checks a file's bytes: header length and JSON, known
-    /// dtypes, byte ranges that match the shapes, lie inside the data and
-    /// cover it exactly.
+    /// Parses and checks a file's bytes (the crate checks the header, the
+    /// offsets against the shapes and that the tensors cover the data); only
+    /// the dtypes our files use are accepted.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, String> {
-        let len_bytes: [u8; 8] = bytes
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| format!("truncated: {} bytes, not even a header length", bytes.len()))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        let header_end = usize::try_from(header_len)
-            .ok()
-            .and_then(|l| l.checked_add(8))
-            .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated: the header claims {header_len} bytes, the file has {} in all",
-                    bytes.len()
-                )
-            })?;
-        let header = &bytes[8..header_end];
-        let json: serde_json::Value = serde_json::from_slice(header)
-            .map_err(|e| format!("the header is not valid JSON ({e})"))?;
-        let object = json.as_object().ok_or("the header is not a JSON object")?;
-        let data = &bytes[header_end..];
-        let mut metadata = BTreeMap::new();
+        let parsed =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| explain(e, bytes.len()))?;
+        let (header_len, meta) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| explain(e, bytes.len()))?;
+        let metadata: BTreeMap<String, String> = meta
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let mut tensors = BTreeMap::new();
-        for (name, entry) in object {
-            if name == "__metadata__" {
-                for (k, v) in entry.as_object().ok_or("__metadata__ is not an object")? {
-                    let v = v
-                        .as_str()
-                        .ok_or_else(|| format!("metadata {k} is not a string"))?;
-                    metadata.insert(k.clone(), v.to_string());
-                }
-                continue;
-            }
-            let bad = |what: &str| format!("tensor {name}: {what}");
-            let dtype = entry["dtype"].as_str().ok_or_else(|| bad("no dtype"))?;
-            let size =
-                dtype_size(dtype).ok_or_else(|| bad(&format!("unsupported dtype {dtype}")))?;
-            let shape: Vec<usize> = entry["shape"]
-                .as_array()
-                .ok_or_else(|| bad("no shape"))?
-                .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad("a shape that is not a list of sizes"))?;
-            let offsets = entry["data_offsets"]
-                .as_array()
-                .ok_or_else(|| bad("no data_offsets"))?;
-            let (start, end) = match offsets[..] {
-                [ref s, ref e] => (
-                    s.as_u64().ok_or_else(|| bad("bad offsets"))? as usize,
-                    e.as_u64().ok_or_else(|| bad("bad offsets"))? as usize,
-                ),
-                _ => return Err(bad("data_offsets is not [start, end]")),
+        for (name, view) in parsed.tensors() {
+            let dtype = match view.dtype() {
+                Dtype::F32 => "F32",
+                Dtype::F64 => "F64",
+                Dtype::U8 => "U8",
+                other => return Err(format!("tensor {name}: unsupported dtype {other:?}")),
             };
-            let elements = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
-            let expected = elements.and_then(|e| e.checked_mul(size));
-            if start > end || end > data.len() || Some(end - start) != expected {
-                return Err(bad(&format!(
-                    "bytes {start}..{end} do not hold a {dtype} tensor of shape {shape:?} inside {} bytes of data (truncated?)",
-                    data.len()
-                )));
-            }
-            tensors.insert(name.clone(), (dtype.to_string(), shape, start..end));
-        }
-        let covered: usize = tensors.values().map(|(_, _, r)| r.len()).sum();
-        if covered != data.len() {
-            return Err(format!(
-                "the tensors cover {covered} bytes of data, the file has {}",
-                data.len()
-            ));
+            tensors.insert(name, (dtype, view.shape().to_vec(), view.data()));
         }
         Ok(SafeTensors {
             metadata,
             tensors,
-            data,
-            header,
+            data_len: bytes.len() - 8 - header_len,
         })
     }
 
     /// Bytes of tensor data in the file.
     pub fn data_len(&self) -> usize {
-        self.data.len()
+        self.data_len
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -209,14 +188,14 @@ impl<'a> SafeTensors<'a> {
     }
 
     fn raw(&self, name: &str, dtype: &str) -> Result<&'a [u8], String> {
-        let (got, _, range) = self
+        let (got, _, data) = self
             .tensors
             .get(name)
             .ok_or_else(|| format!("tensor {name} is missing"))?;
-        if got != dtype {
+        if *got != dtype {
             return Err(format!("tensor {name} is {got}, expected {dtype}"));
         }
-        Ok(&self.data[range.clone()])
+        Ok(data)
     }
 
     /// A float32 tensor's values; NaN or infinity is an error naming where.
