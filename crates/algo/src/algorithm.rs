@@ -1,4 +1,15 @@
-//! What every algorithm is given besides its own config table.
+//! The algorithm interface: what the training loop asks of a learning
+//! algorithm ([`Algorithm`]), what it reports ([`Stats`]), how an update
+//! can fail ([`UpdateError`]), and what every algorithm is given besides
+//! its own config table ([`RunSpec`]). PPO implements it; ARCHITECTURE.md
+//! says how SAC, TD3 and DQN plug in.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use rl_policy::{ObsNormalizer, Rollout, RunningMeanStd};
+
+use crate::divergence::Divergence;
 
 /// The run an algorithm learns in: its envs, its length, its seed, and the
 /// env-side normalisation (`[env] normalize_obs` / `normalize_reward`,
@@ -29,4 +40,93 @@ impl RunSpec {
             reward_scale_clip: None,
         }
     }
+}
+
+/// What one update reports: named numbers, in the order of the
+/// algorithm's [`Algorithm::stat_names`] (its `train.csv` columns).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Stats(pub Vec<(&'static str, f64)>);
+
+impl Stats {
+    /// The value called `name`, if the algorithm reports it.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// Everything a learner needs to continue exactly where it was: what a
+/// checkpoint holds of it. (Its shape is PPO's: one network, one Adam;
+/// the off-policy algorithms will add their tensors, see ARCHITECTURE.md.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerState {
+    /// Parameters, flat in layout order.
+    pub weights: Vec<f32>,
+    /// Adam's first and second moments, flat like the parameters.
+    pub adam_exp_avg: Vec<f32>,
+    pub adam_exp_avg_sq: Vec<f32>,
+    /// Adam steps taken.
+    pub adam_step: u64,
+    pub obs_norm: Option<RunningMeanStd>,
+    /// The reward scaler's statistics and its running discounted return per env.
+    pub reward_scaler: Option<(RunningMeanStd, Vec<f64>)>,
+    /// The minibatch-shuffle generator's position.
+    pub rng: [u64; 4],
+    /// Updates done: the position in the learning-rate and clip schedules.
+    pub updates_done: u64,
+}
+
+/// Why [`PpoLearner::update`] did not update. Either way the learner is
+/// back exactly where it was before the update began.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateError {
+    /// The caller asked to stop (checked before every minibatch).
+    Abandoned,
+    /// A number went non-finite (see [`crate::divergence`]).
+    Diverged(Divergence),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Abandoned => write!(f, "the update was abandoned"),
+            UpdateError::Diverged(d) => d.fmt(f),
+        }
+    }
+}
+
+/// A learning algorithm, as the training loop drives it. PPO
+/// ([`crate::ppo::learner::PpoLearner`]) is one.
+pub trait Algorithm {
+    /// Its `[run] algo` name, which is also its config table's.
+    fn name(&self) -> &'static str;
+    /// What its updates report, in order: the `train.csv` columns between
+    /// `steps_per_s` and `episode_return_mean`.
+    fn stat_names(&self) -> &'static [&'static str];
+    /// Updates done: the version of the weights collectors act with.
+    fn updates_done(&self) -> u64;
+    /// Updates in the whole run.
+    fn num_updates(&self) -> u64;
+    /// The weights collectors act with, flat in the layout of the run's
+    /// `PolicySpec`.
+    fn acting_weights(&self) -> Cow<'_, [f32]>;
+    /// The observation statistics collectors normalise with, when
+    /// observations are normalised.
+    fn obs_normalizer(&self) -> Option<&ObsNormalizer>;
+    /// One update on experience collected with the current acting policy.
+    /// All or nothing: `abandon` is asked between gradient steps; when it
+    /// says so, or a number goes non-finite, the algorithm goes back to its
+    /// state before the update.
+    fn update(
+        &mut self,
+        experience: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Stats, UpdateError>;
+    /// These envs (global indices) started fresh episodes (a replaced
+    /// worker's): per-env running quantities restart.
+    fn envs_restarted(&mut self, envs: Range<usize>);
+    /// Its whole state, for a checkpoint.
+    fn state(&self) -> LearnerState;
+    /// Continues from a state of the same architecture and settings; an
+    /// error says what does not fit.
+    fn restore(&mut self, state: &LearnerState) -> Result<(), String>;
 }

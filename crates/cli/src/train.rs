@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_runtime::{
     prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,
@@ -130,7 +130,7 @@ impl StatusLine {
 }
 
 impl Observer for StatusLine {
-    fn on_update(&mut self, progress: &Progress, _stats: &UpdateStats) {
+    fn on_update(&mut self, progress: &Progress, _stats: &Stats) {
         // Redraw at most ten times a second, and always at the last update.
         let due = self
             .last_draw

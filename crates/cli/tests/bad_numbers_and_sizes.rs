@@ -290,7 +290,10 @@ fn curves_answers_at_once_on_values_it_cannot_draw() {
     let dir = scratch.0.join("run");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.toml"), config(10, 0)).unwrap();
-    let mut train = format!("{}\n", rl_runtime::TRAIN_CSV_HEADER);
+    let mut train = format!(
+        "{}\n",
+        rl_runtime::train_csv_header(&rl_algo::ppo::learner::STAT_NAMES)
+    );
     for (steps, ret) in [
         ("128", "10"),
         ("1.7976931348623157e308", "20"),

@@ -70,7 +70,7 @@ fn updates_column(run_dir: &Path) -> Vec<u64> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some(rl_runtime::TRAIN_CSV_HEADER),
+        Some(rl_runtime::train_csv_header(&rl_algo::ppo::learner::STAT_NAMES).as_str()),
         "train.csv starts with its header"
     );
     lines

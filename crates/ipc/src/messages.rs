@@ -153,7 +153,7 @@ pub enum WorkerToSupervisor {
 }
 
 /// What one update reports.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateReport {
     pub elapsed_s: f64,
     pub env_steps: u64,
@@ -162,20 +162,9 @@ pub struct UpdateReport {
     #[serde(with = "lossy_f64")]
     pub steps_per_s: f64,
     pub episode_return_mean: Option<f64>,
-    #[serde(with = "lossy_f64")]
-    pub policy_loss: f64,
-    #[serde(with = "lossy_f64")]
-    pub value_loss: f64,
-    #[serde(with = "lossy_f64")]
-    pub entropy: f64,
-    #[serde(with = "lossy_f64")]
-    pub approx_kl: f64,
-    #[serde(with = "lossy_f64")]
-    pub clip_frac: f64,
-    #[serde(with = "lossy_f64")]
-    pub explained_variance: f64,
-    #[serde(with = "lossy_f64")]
-    pub learning_rate: f64,
+    /// What the algorithm reported, in the order of its stat names (the
+    /// run's settings say which); `None` for a non-finite value.
+    pub stats: Vec<Option<f64>>,
     /// Worker messages rejected so far.
     pub rejected_messages: u64,
 }

@@ -42,6 +42,6 @@ pub use settings::{
 };
 pub use spec::{policy_spec, spec_for};
 pub use storage::run_dir::{
-    RunDir, BEST_POLICY_FILE, EVAL_CSV_HEADER, POLICY_FILE, TRAIN_CSV_HEADER,
+    train_csv_header, RunDir, BEST_POLICY_FILE, EVAL_CSV_HEADER, POLICY_FILE,
 };
 pub use training::in_process::train_in_process;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 
 /// What the user, a terminal or a cluster asked of a running training, by
 /// signal: counted by the command's signal handlers, read by the loops.
@@ -89,7 +89,7 @@ pub struct TrainSummary {
 
 /// Receives progress while a run trains.
 pub trait Observer {
-    fn on_update(&mut self, progress: &Progress, stats: &UpdateStats);
+    fn on_update(&mut self, progress: &Progress, stats: &Stats);
     fn on_eval(&mut self, progress: &Progress, eval: &EvalResult);
     /// Something the user should know (a process replaced, say).
     fn on_message(&mut self, message: &str) {

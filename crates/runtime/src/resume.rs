@@ -27,8 +27,8 @@ use crate::spec::spec_for;
 use crate::storage::checkpoint::{config_hash, CheckpointKind, ResumeFrom};
 use crate::storage::checkpoint_dir::{CheckpointDir, Rejected};
 use crate::storage::run_dir::{
-    remove_stale_temporaries, write_atomically, PathError, RunDir, EVAL_CSV_HEADER,
-    TRAIN_CSV_HEADER,
+    remove_stale_temporaries, train_csv_header, write_atomically, PathError, RunDir,
+    EVAL_CSV_HEADER,
 };
 
 /// What resuming found.
@@ -258,7 +258,8 @@ pub fn prepare_resume(
             ))
         })
     };
-    let train = plan("train.csv", TRAIN_CSV_HEADER, "train", "updates")?;
+    let train_header = train_csv_header(settings.stat_names());
+    let train = plan("train.csv", &train_header, "train", "updates")?;
     let eval = plan("eval.csv", EVAL_CSV_HEADER, "eval", "policy_version")?;
 
     // Only now is anything written.
@@ -278,7 +279,7 @@ pub fn prepare_resume(
         })?;
     }
     let start_unix_s = unix_now() - checkpoint.elapsed_s;
-    rebuild_tensorboard(run_dir, start_unix_s)?;
+    rebuild_tensorboard(run_dir, start_unix_s, settings.stat_names())?;
     Ok(ResumePlan {
         complete: checkpoint.kind == CheckpointKind::Final && updates_done >= num_updates,
         from: ResumeFrom { path, checkpoint },

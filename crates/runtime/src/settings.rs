@@ -4,6 +4,7 @@
 use rl_algo::algorithm::RunSpec;
 use rl_algo::device::DeviceChoice;
 use rl_algo::ppo::config::PpoConfig;
+use rl_algo::ppo::learner::STAT_NAMES;
 use rl_algo::validate::MAX_CONFIG_INT;
 use rl_algo::FieldError;
 use rl_policy::Activation;
@@ -239,6 +240,13 @@ impl TrainSettings {
             ("run.num_workers", json(&self.run.num_workers)),
             ("run.seed", json(&self.run.seed)),
         ]
+    }
+
+    /// What the run's algorithm reports after each update, in order: its
+    /// `train.csv` columns between `steps_per_s` and `episode_return_mean`.
+    pub fn stat_names(&self) -> &'static [&'static str] {
+        // Every algorithm of this build is PPO (`[run] algo` is validated).
+        &STAT_NAMES
     }
 
     /// What the algorithm is told of the run besides its own table.

@@ -5,7 +5,7 @@
 //! back.
 
 use proptest::prelude::*;
-use rl_algo::ppo::learner::LearnerState;
+use rl_algo::algorithm::LearnerState;
 use rl_policy::{ActionHead, Activation, ObsNormalizer, PolicySpec, RunningMeanStd};
 use rl_runtime::storage::checkpoint::{Checkpoint, CheckpointKind};
 use rl_runtime::storage::policy_file::{decode_policy, encode_policy};

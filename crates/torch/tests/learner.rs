@@ -6,11 +6,12 @@
 use std::cell::Cell;
 
 use rl_algo::algorithm::RunSpec;
+use rl_algo::algorithm::UpdateError;
 use rl_algo::divergence::Stage;
 use rl_algo::engine::gradient::Backend;
 use rl_algo::engine::gradient::Device;
 use rl_algo::ppo::config::PpoConfig;
-use rl_algo::ppo::learner::{PpoLearner, UpdateError};
+use rl_algo::ppo::learner::PpoLearner;
 use rl_env::{Env, Registry};
 use rl_policy::{ActionHead, Activation, Policy, PolicySpec, RolloutCollector};
 

@@ -4,11 +4,12 @@
 
 use rl_policy::{ActionHead, Rollout};
 
+use crate::algorithm::UpdateError;
 use crate::divergence::{
     first_non_finite, first_non_finite_f64, suspects, Divergence, Normalised, Stage,
 };
 use crate::engine::gradient::LossTerms;
-use crate::ppo::learner::{PpoLearner, UpdateError};
+use crate::ppo::learner::PpoLearner;
 
 /// Rows of a rollout the new policy is tried on after each update.
 const CHECK_ROWS: usize = 256;

@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 
 use rl_env::rng::Rng;
-use rl_policy::{ObsNormalizer, Policy, PolicySpec, Rollout, RunningMeanStd};
+use rl_policy::{ObsNormalizer, Policy, PolicySpec, Rollout};
 
-use crate::algorithm::RunSpec;
-use crate::divergence::{first_non_finite, Divergence, Stage};
+use crate::algorithm::{Algorithm, LearnerState, RunSpec, Stats, UpdateError};
+use crate::divergence::{first_non_finite, Stage};
 use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
 use crate::engine::host::HostEngine;
 use crate::engine::libtorch::TorchEngine;
@@ -31,45 +31,6 @@ pub struct UpdateStats {
     pub clip_coef: f64,
     /// Epochs actually run (fewer than `update_epochs` after a `target_kl` stop).
     pub epochs: usize,
-}
-
-/// Everything a learner needs to continue exactly where it was: what a
-/// checkpoint holds of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LearnerState {
-    /// Parameters, flat in layout order.
-    pub weights: Vec<f32>,
-    /// Adam's first and second moments, flat like the parameters.
-    pub adam_exp_avg: Vec<f32>,
-    pub adam_exp_avg_sq: Vec<f32>,
-    /// Adam steps taken.
-    pub adam_step: u64,
-    pub obs_norm: Option<RunningMeanStd>,
-    /// The reward scaler's statistics and its running discounted return per env.
-    pub reward_scaler: Option<(RunningMeanStd, Vec<f64>)>,
-    /// The minibatch-shuffle generator's position.
-    pub rng: [u64; 4],
-    /// Updates done: the position in the learning-rate and clip schedules.
-    pub updates_done: u64,
-}
-
-/// Why [`PpoLearner::update`] did not update. Either way the learner is
-/// back exactly where it was before the update began.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UpdateError {
-    /// The caller asked to stop (checked before every minibatch).
-    Abandoned,
-    /// A number went non-finite (see [`crate::divergence`]).
-    Diverged(Divergence),
-}
-
-impl std::fmt::Display for UpdateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpdateError::Abandoned => write!(f, "the update was abandoned"),
-            UpdateError::Diverged(d) => d.fmt(f),
-        }
-    }
 }
 
 /// The learner's whole PPO state: parameters, optimizer, normalisers,
@@ -412,5 +373,90 @@ impl PpoLearner {
             clip_coef,
             epochs,
         })
+    }
+}
+
+/// `train.csv` columns of a PPO update.
+pub const STAT_NAMES: [&str; 7] = [
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_frac",
+    "explained_variance",
+    "learning_rate",
+];
+
+impl UpdateStats {
+    /// As named values, in [`STAT_NAMES`] order.
+    pub fn named(&self) -> Stats {
+        Stats(
+            STAT_NAMES
+                .iter()
+                .zip([
+                    self.policy_loss,
+                    self.value_loss,
+                    self.entropy,
+                    self.approx_kl,
+                    self.clip_frac,
+                    self.explained_variance,
+                    self.learning_rate,
+                ])
+                .map(|(name, value)| (*name, value))
+                .collect(),
+        )
+    }
+}
+
+impl Algorithm for PpoLearner {
+    fn name(&self) -> &'static str {
+        "ppo"
+    }
+
+    fn stat_names(&self) -> &'static [&'static str] {
+        &STAT_NAMES
+    }
+
+    fn updates_done(&self) -> u64 {
+        self.updates_done
+    }
+
+    fn num_updates(&self) -> u64 {
+        self.num_updates
+    }
+
+    fn acting_weights(&self) -> Cow<'_, [f32]> {
+        self.policy_weights()
+    }
+
+    fn obs_normalizer(&self) -> Option<&ObsNormalizer> {
+        self.obs_norm.as_ref()
+    }
+
+    fn update(
+        &mut self,
+        experience: &Rollout,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Stats, UpdateError> {
+        PpoLearner::update(self, experience, abandon).map(|s| s.named())
+    }
+
+    /// Their running discounted returns (reward scaling) restart from zero.
+    fn envs_restarted(&mut self, envs: std::ops::Range<usize>) {
+        if let Some(scaler) = &mut self.reward_scaler {
+            for env in envs {
+                if let Some(r) = scaler.returns.get_mut(env) {
+                    *r = 0.0;
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> LearnerState {
+        PpoLearner::state(self)
+    }
+
+    fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
+        PpoLearner::restore(self, state)
     }
 }

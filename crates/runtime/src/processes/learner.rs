@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_ipc::messages::{
     recv_json, send_json, LearnerToSupervisor, RunReport, SupervisorToLearner, UpdateReport,
@@ -23,7 +23,7 @@ use crate::report::Progress;
 use crate::spec::spec_for;
 use crate::storage::checkpoint::read_checkpoint;
 use crate::storage::run_dir::RunDir;
-use crate::training::algorithm::new_learner;
+use crate::training::algorithm::new_algorithm;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
 use crate::training::pool::{RolloutShape, WorkerPool};
 use crate::training::published::PublishedPolicy;
@@ -151,7 +151,7 @@ impl Host for SupervisedHost<'_> {
     fn updated(
         &mut self,
         progress: &Progress,
-        stats: &UpdateStats,
+        stats: &Stats,
         rejected: u64,
     ) -> Result<(), RuntimeError> {
         let report = UpdateReport {
@@ -161,13 +161,11 @@ impl Host for SupervisedHost<'_> {
             updates: progress.updates,
             steps_per_s: progress.steps_per_s,
             episode_return_mean: progress.episode_return_mean,
-            policy_loss: stats.policy_loss,
-            value_loss: stats.value_loss,
-            entropy: stats.entropy,
-            approx_kl: stats.approx_kl,
-            clip_frac: stats.clip_frac,
-            explained_variance: stats.explained_variance,
-            learning_rate: stats.learning_rate,
+            stats: stats
+                .0
+                .iter()
+                .map(|(_, v)| v.is_finite().then_some(*v))
+                .collect(),
             rejected_messages: rejected,
         };
         self.send_informational(&LearnerToSupervisor::Updated(report))
@@ -279,7 +277,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         &settings,
         &run_dir,
         spec.clone(),
-        new_learner(&settings, &spec)?,
+        new_algorithm(&settings, &spec)?,
         resume.as_ref().map(|(p, c)| (*p, c)),
         context.start_unix_s,
     )?;

@@ -4,13 +4,13 @@
 
 use std::path::PathBuf;
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_metrics::tensorboard::EventWriter;
 
 use crate::clock::unix_now;
 use crate::report::Progress;
 use crate::storage::run_dir::{
-    CsvWriter, PathError, RunDir, Value, EVAL_CSV_HEADER, TRAIN_CSV_HEADER,
+    train_csv_header, CsvWriter, PathError, RunDir, Value, EVAL_CSV_HEADER,
 };
 
 fn io_at(path: PathBuf) -> impl FnOnce(std::io::Error) -> PathError {
@@ -71,29 +71,38 @@ pub struct TrainRecorder {
     tb: EventWriter,
     start_unix_s: f64,
     tb_path: PathBuf,
+    /// `train.csv`'s header (see [`train_csv_header`]).
+    header: String,
 }
 
 impl TrainRecorder {
-    /// `csv` is `train.csv`, open to append; the run started at
-    /// `start_unix_s` (what `time_s` counts from).
-    pub fn new(run_dir: &RunDir, csv: CsvWriter, start_unix_s: f64) -> Result<Self, PathError> {
+    /// `csv` is `train.csv`, open to append, whose columns name
+    /// `stat_names` (the algorithm's); the run started at `start_unix_s`
+    /// (what `time_s` counts from).
+    pub fn new(
+        run_dir: &RunDir,
+        csv: CsvWriter,
+        stat_names: &[&str],
+        start_unix_s: f64,
+    ) -> Result<Self, PathError> {
         let tb = event_writer(run_dir, "train", unix_now())?;
         Ok(TrainRecorder {
             tb_path: tb.path().to_path_buf(),
             csv,
             tb,
             start_unix_s,
+            header: train_csv_header(stat_names),
         })
     }
 
-    pub fn record(&mut self, progress: &Progress, stats: &UpdateStats) -> Result<(), PathError> {
+    pub fn record(&mut self, progress: &Progress, stats: &Stats) -> Result<(), PathError> {
         let row = train_row(progress, stats);
         self.csv.row(&row)?;
         let wall = self.start_unix_s + progress.elapsed.as_secs_f64();
         write_scalars(
             &mut self.tb,
             "train",
-            TRAIN_CSV_HEADER,
+            &self.header,
             &row,
             progress.env_steps,
             wall,
@@ -107,7 +116,12 @@ impl TrainRecorder {
 /// every row again, and only once both are written are the old event files
 /// removed, so curves continue without a duplicate and a failed write (a
 /// full disk) leaves the old files as they were.
-pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), PathError> {
+pub fn rebuild_tensorboard(
+    run_dir: &RunDir,
+    start_unix_s: f64,
+    stat_names: &[&str],
+) -> Result<(), PathError> {
+    let train_header = train_csv_header(stat_names);
     let dir = run_dir.path();
     let old: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_at(dir.to_path_buf()))?
@@ -118,7 +132,7 @@ pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), Pa
     let mut written: Vec<PathBuf> = Vec::new();
     let result = (|| {
         for (file, prefix, header) in [
-            ("train.csv", "train", TRAIN_CSV_HEADER),
+            ("train.csv", "train", train_header.as_str()),
             ("eval.csv", "eval", EVAL_CSV_HEADER),
         ] {
             let path = dir.join(file);
@@ -154,19 +168,16 @@ pub fn rebuild_tensorboard(run_dir: &RunDir, start_unix_s: f64) -> Result<(), Pa
 }
 
 /// One `train.csv` row.
-pub fn train_row(progress: &Progress, stats: &UpdateStats) -> [Value; 12] {
-    [
+pub fn train_row(progress: &Progress, stats: &Stats) -> Vec<Value> {
+    let mut row = vec![
         Value::Float(progress.elapsed.as_secs_f64()),
         Value::Int(progress.env_steps),
         Value::Int(progress.updates),
         Value::Float(progress.steps_per_s),
-        Value::Float(stats.policy_loss),
-        Value::Float(stats.value_loss),
-        Value::Float(stats.entropy),
-        Value::Float(stats.approx_kl),
-        Value::Float(stats.clip_frac),
-        Value::Float(stats.explained_variance),
-        Value::Float(stats.learning_rate),
-        Value::Float(progress.episode_return_mean.unwrap_or(f64::NAN)),
-    ]
+    ];
+    row.extend(stats.0.iter().map(|(_, v)| Value::Float(*v)));
+    row.push(Value::Float(
+        progress.episode_return_mean.unwrap_or(f64::NAN),
+    ));
+    row
 }

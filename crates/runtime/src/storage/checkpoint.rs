@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rl_algo::ppo::learner::LearnerState;
+use rl_algo::algorithm::LearnerState;
 use rl_metrics::crc32c::crc32c;
 use rl_policy::{ObsNormalizer, PolicySpec, RunningMeanStd};
 

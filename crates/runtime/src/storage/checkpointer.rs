@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use rl_algo::ppo::learner::PpoLearner;
+use rl_algo::algorithm::Algorithm;
 use rl_policy::PolicySpec;
 
 use crate::error::RuntimeError;
@@ -48,7 +48,7 @@ impl Checkpointer {
     pub fn build(
         &self,
         kind: CheckpointKind,
-        learner: &PpoLearner,
+        learner: &dyn Algorithm,
         collectors: Vec<Vec<u8>>,
         clock: (f64, f64),
         recent_returns: Vec<f64>,
@@ -60,8 +60,8 @@ impl Checkpointer {
             spec: self.spec.clone(),
             obs_norm_clip: self.obs_norm_clip,
             learner: learner.state(),
-            num_updates: learner.num_updates,
-            env_steps: learner.updates_done * self.steps_per_update,
+            num_updates: learner.num_updates(),
+            env_steps: learner.updates_done() * self.steps_per_update,
             elapsed_s,
             train_s,
             config_hash: self.config_hash.clone(),

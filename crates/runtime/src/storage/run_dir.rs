@@ -1,7 +1,7 @@
 //! The run directory: the files other tools read while and after a run.
 //!
 //! * `config.toml`: the fully resolved configuration;
-//! * `train.csv`: one row per update ([`TRAIN_CSV_HEADER`]);
+//! * `train.csv`: one row per update ([`train_csv_header`]);
 //! * `eval.csv`: one row per evaluation ([`EVAL_CSV_HEADER`]);
 //! * `policy.safetensors`: the final weights of the networks.
 
@@ -11,7 +11,15 @@ use std::path::{Path, PathBuf};
 
 use rl_policy::{ObsNormalizer, PolicySpec};
 
-pub const TRAIN_CSV_HEADER: &str = "time_s,env_steps,updates,steps_per_s,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_variance,learning_rate,episode_return_mean";
+/// `train.csv`'s columns: the run's clock and counters, what the
+/// algorithm reports (`stat_names`, e.g. PPO's losses), and the mean return
+/// of the last 100 training episodes.
+pub fn train_csv_header(stat_names: &[&str]) -> String {
+    format!(
+        "time_s,env_steps,updates,steps_per_s,{},episode_return_mean",
+        stat_names.join(",")
+    )
+}
 pub const EVAL_CSV_HEADER: &str =
     "time_s,env_steps,policy_version,return_mean,return_std,return_min,return_max,episodes";
 pub const POLICY_FILE: &str = "policy.safetensors";
@@ -152,8 +160,8 @@ impl RunDir {
 
     /// Creates `train.csv` and `eval.csv` with their headers, for the
     /// processes that append to them.
-    pub fn create_csv_files(&self) -> Result<(), PathError> {
-        self.train_csv()?;
+    pub fn create_csv_files(&self, train_header: &str) -> Result<(), PathError> {
+        self.train_csv(train_header)?;
         self.eval_csv()?;
         Ok(())
     }
@@ -175,8 +183,8 @@ impl RunDir {
         write_atomically(&self.path, "config.toml", toml_text.as_bytes()).map_err(at(&path))
     }
 
-    pub fn train_csv(&self) -> Result<CsvWriter, PathError> {
-        CsvWriter::create(self.path.join("train.csv"), TRAIN_CSV_HEADER)
+    pub fn train_csv(&self, header: &str) -> Result<CsvWriter, PathError> {
+        CsvWriter::create(self.path.join("train.csv"), header)
     }
 
     pub fn eval_csv(&self) -> Result<CsvWriter, PathError> {

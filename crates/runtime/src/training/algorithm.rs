@@ -1,6 +1,7 @@
 //! The run's learning algorithm, built from its settings: where `[run]
 //! device`, `[run] learner` and `[run] torch_threads` are read.
 
+use rl_algo::algorithm::Algorithm;
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
 use rl_algo::engine::gradient::Backend;
 use rl_algo::ppo::learner::PpoLearner;
@@ -9,12 +10,22 @@ use rl_policy::PolicySpec;
 use crate::error::RuntimeError;
 use crate::settings::TrainSettings;
 
-/// The run's PPO learner, on the configured device and gradient path, with
-/// the configured libtorch threads.
-pub fn new_learner(
+/// The run's algorithm (`[run] algo`), on the configured device and
+/// gradient engine, with the configured libtorch threads.
+pub fn new_algorithm(
     settings: &TrainSettings,
     spec: &PolicySpec,
-) -> Result<PpoLearner, RuntimeError> {
+) -> Result<Box<dyn Algorithm>, RuntimeError> {
+    match settings.run.algo.as_str() {
+        "ppo" => Ok(Box::new(new_ppo(settings, spec)?)),
+        other => Err(RuntimeError::Setup(format!(
+            "[run] algo = {other:?} is not an algorithm of this build"
+        ))),
+    }
+}
+
+/// PPO, on the configured device and gradient engine.
+fn new_ppo(settings: &TrainSettings, spec: &PolicySpec) -> Result<PpoLearner, RuntimeError> {
     let device = resolve_device(
         settings
             .run

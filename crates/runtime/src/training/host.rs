@@ -7,7 +7,7 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_policy::ObsNormalizer;
 
 use crate::error::RuntimeError;
@@ -80,7 +80,7 @@ pub trait Host {
     fn updated(
         &mut self,
         progress: &Progress,
-        stats: &UpdateStats,
+        stats: &Stats,
         rejected: u64,
     ) -> Result<(), RuntimeError>;
     /// An evaluation point: the host evaluates the policy (now, or in

@@ -5,7 +5,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_policy::{Policy, PolicySpec};
 
@@ -16,8 +16,8 @@ use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSumma
 use crate::settings::TrainSettings;
 use crate::spec::policy_spec;
 use crate::storage::checkpoint::ResumeFrom;
-use crate::storage::run_dir::{remove_stale_temporaries, RunDir};
-use crate::training::algorithm::new_learner;
+use crate::storage::run_dir::{remove_stale_temporaries, train_csv_header, RunDir};
+use crate::training::algorithm::new_algorithm;
 use crate::training::collector::{build_collector, Began, CollectorSource};
 use crate::training::evaluate::evaluate;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
@@ -66,7 +66,7 @@ impl Host for TerminalHost<'_> {
     fn updated(
         &mut self,
         progress: &Progress,
-        stats: &UpdateStats,
+        stats: &Stats,
         _rejected: u64,
     ) -> Result<(), RuntimeError> {
         let progress = Progress {
@@ -147,11 +147,11 @@ pub fn train_in_process(
 ) -> Result<TrainSummary, RuntimeError> {
     let envs = registry.make_vec(&settings.env.id, settings.env.num_envs)?;
     let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let learner = new_learner(settings, &spec)?;
+    let learner = new_algorithm(settings, &spec)?;
     let elapsed0 = resume.map_or(0.0, |r| r.checkpoint.elapsed_s);
     let start_unix_s = unix_now() - elapsed0;
     if resume.is_none() {
-        run_dir.create_csv_files()?;
+        run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
     }
     let (collector, began) = build_collector(
         envs,

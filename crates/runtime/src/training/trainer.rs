@@ -21,9 +21,9 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rl_algo::algorithm::{Algorithm, UpdateError};
 use rl_algo::divergence::Divergence;
 use rl_algo::ppo::config::PpoConfig;
-use rl_algo::ppo::learner::{PpoLearner, UpdateError};
 use rl_policy::{PolicySpec, Rollout};
 
 use crate::clock::unix_now;
@@ -104,7 +104,7 @@ pub struct Trainer<'a> {
     settings: &'a TrainSettings,
     run_dir: &'a RunDir,
     spec: PolicySpec,
-    learner: PpoLearner,
+    learner: Box<dyn Algorithm>,
     checkpointer: Checkpointer,
     recorder: TrainRecorder,
     recent: RecentReturns,
@@ -122,7 +122,7 @@ impl<'a> Trainer<'a> {
         settings: &'a TrainSettings,
         run_dir: &'a RunDir,
         spec: PolicySpec,
-        mut learner: PpoLearner,
+        mut learner: Box<dyn Algorithm>,
         resume: Option<(&Path, &Checkpoint)>,
         start_unix_s: f64,
     ) -> Result<Self, RuntimeError> {
@@ -137,7 +137,12 @@ impl<'a> Trainer<'a> {
         }
         Ok(Trainer {
             checkpointer: Checkpointer::new(run_dir, settings, &spec),
-            recorder: TrainRecorder::new(run_dir, run_dir.append_train_csv()?, start_unix_s)?,
+            recorder: TrainRecorder::new(
+                run_dir,
+                run_dir.append_train_csv()?,
+                learner.stat_names(),
+                start_unix_s,
+            )?,
             settings,
             run_dir,
             spec,
@@ -149,15 +154,15 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    pub fn learner(&self) -> &PpoLearner {
-        &self.learner
+    pub fn learner(&self) -> &dyn Algorithm {
+        self.learner.as_ref()
     }
 
     fn checkpoint(&self, kind: CheckpointKind, source: &dyn ExperienceSource) -> Checkpoint {
         let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
         self.checkpointer.build(
             kind,
-            &self.learner,
+            self.learner.as_ref(),
             source.snapshots(),
             (elapsed_s, self.train_s),
             self.recent.to_vec(),
@@ -232,26 +237,27 @@ impl<'a> Trainer<'a> {
         host: &mut dyn Host,
     ) -> Result<Outcome, RuntimeError> {
         let steps_per_update = self.settings.steps_per_update();
-        let num_updates = self.learner.num_updates;
+        let num_updates = self.learner.num_updates();
         let total_env_steps = num_updates * steps_per_update;
         let interval = self.settings.eval.interval_steps;
-        let mut next_eval = next_eval_after(self.learner.updates_done * steps_per_update, interval);
+        let mut next_eval =
+            next_eval_after(self.learner.updates_done() * steps_per_update, interval);
         let mut rollout = Rollout::default();
         let mut ended = Ended::Completed;
         let mut divergence = None;
         let mut end_checkpoint = None;
-        'rounds: while self.learner.updates_done < num_updates {
+        'rounds: while self.learner.updates_done() < num_updates {
             let commands = host.poll()?;
             if self.handle_all(commands, source, host)? == Next::Stop {
                 ended = Ended::Stopped;
                 break;
             }
             let round_start = Instant::now();
-            let version = self.learner.updates_done;
+            let version = self.learner.updates_done();
             source.start_round(
                 version,
-                &self.learner.policy_weights(),
-                self.learner.obs_norm.as_ref(),
+                &self.learner.acting_weights(),
+                self.learner.obs_normalizer(),
                 host,
             )?;
             loop {
@@ -265,14 +271,9 @@ impl<'a> Trainer<'a> {
                     }
                 }
             }
-            // A replaced worker's envs start new episodes: their running
-            // discounted returns (reward scaling) restart from zero.
+            // A replaced worker's envs start new episodes.
             for envs in source.take_restarted_envs() {
-                if let Some(scaler) = &mut self.learner.reward_scaler {
-                    for env in envs {
-                        scaler.returns[env] = 0.0;
-                    }
-                }
+                self.learner.envs_restarted(envs);
             }
             let abandon = || {
                 // Between minibatches: a long update still says it is alive.
@@ -295,7 +296,7 @@ impl<'a> Trainer<'a> {
             source.commit_round();
             self.train_s += round_start.elapsed().as_secs_f64();
             self.recent.extend(&rollout.episodes);
-            let updates = self.learner.updates_done;
+            let updates = self.learner.updates_done();
             let env_steps = updates * steps_per_update;
             let progress = Progress {
                 elapsed: Duration::from_secs_f64((unix_now() - self.start_unix_s).max(0.0)),
@@ -318,12 +319,12 @@ impl<'a> Trainer<'a> {
                 let state = self.checkpoint(CheckpointKind::Best, source);
                 self.retained.push_back(state);
                 next_eval = next_eval_after(env_steps, interval);
-                let weights = self.learner.policy_weights();
+                let weights = self.learner.acting_weights();
                 let commands = host.evaluation_point(&EvalPoint {
                     version: updates,
                     env_steps,
                     weights: &weights,
-                    obs_norm: self.learner.obs_norm.as_ref(),
+                    obs_norm: self.learner.obs_normalizer(),
                 })?;
                 drop(weights);
                 if self.handle_all(commands, source, host)? == Next::Stop {
@@ -346,8 +347,8 @@ impl<'a> Trainer<'a> {
         let policy_file = self.run_dir.write_policy(
             &self.spec,
             &self.settings.env.id,
-            &self.learner.policy_weights(),
-            self.learner.obs_norm.as_ref(),
+            &self.learner.acting_weights(),
+            self.learner.obs_normalizer(),
         )?;
         if let Some(d) = divergence {
             ended = Ended::Diverged(divergence_message(
@@ -355,13 +356,13 @@ impl<'a> Trainer<'a> {
                 self.run_dir.path(),
                 &policy_file,
                 end_checkpoint.as_deref(),
-                self.learner.updates_done,
+                self.learner.updates_done(),
             ));
         }
         let outcome = Outcome {
             ended,
-            env_steps: self.learner.updates_done * steps_per_update,
-            updates: self.learner.updates_done,
+            env_steps: self.learner.updates_done() * steps_per_update,
+            updates: self.learner.updates_done(),
             rejected: source.rejected(),
             policy_file,
             checkpoint: end_checkpoint,

@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use rl_algo::ppo::learner::UpdateStats;
+use rl_algo::algorithm::Stats;
 use rl_ipc::channel::wait_any;
 use rl_ipc::messages::{
     recv_json, EvaluatorToSupervisor, LearnerToSupervisor, SupervisorToEvaluator,
@@ -112,18 +112,14 @@ impl Supervisor<'_> {
             episode_return_mean: report.episode_return_mean,
             last_eval_return: self.progress.last_eval_return,
         };
-        let stats = UpdateStats {
-            policy_loss: report.policy_loss,
-            value_loss: report.value_loss,
-            entropy: report.entropy,
-            approx_kl: report.approx_kl,
-            old_approx_kl: f64::NAN,
-            clip_frac: report.clip_frac,
-            explained_variance: report.explained_variance,
-            learning_rate: report.learning_rate,
-            clip_coef: f64::NAN,
-            epochs: 0,
-        };
+        let stats = Stats(
+            self.settings
+                .stat_names()
+                .iter()
+                .zip(&report.stats)
+                .map(|(name, v)| (*name, v.unwrap_or(f64::NAN)))
+                .collect(),
+        );
         self.observer.on_update(&self.progress, &stats);
     }
 

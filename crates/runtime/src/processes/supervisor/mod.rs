@@ -34,7 +34,7 @@ use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSumma
 use crate::settings::TrainSettings;
 use crate::spec::spec_for;
 use crate::storage::checkpoint::ResumeFrom;
-use crate::storage::run_dir::RunDir;
+use crate::storage::run_dir::{train_csv_header, RunDir};
 use crate::training::published::PublishedPolicy;
 
 mod deadlines;
@@ -171,7 +171,7 @@ pub fn train_multi_process(
     let eval_block = published.create_block(spec.layout().total_len)?;
     let elapsed = match resume {
         None => {
-            run_dir.create_csv_files()?;
+            run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
             0.0
         }
         Some(from) => from.checkpoint.elapsed_s,
