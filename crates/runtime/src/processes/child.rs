@@ -18,7 +18,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use rl_ipc::messages::{send_json, Setup};
@@ -46,9 +46,48 @@ pub const CHILD_IGNORES: [libc::c_int; 5] = [
 /// How long a child waits for its [`Setup`].
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the supervisor does to a child's process: a real one
+/// (`std::process::Child`), or a stand-in in the supervisor's tests.
+pub trait ChildProcess: Send {
+    fn id(&self) -> u32;
+    /// Its exit status once it has exited (and is reaped).
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>>;
+    /// SIGKILL (a no-op once it has exited).
+    fn kill(&mut self);
+    /// SIGUSR2: the learner abandons its update at the next minibatch.
+    fn interrupt(&mut self);
+    /// Waits for it to exit and reaps it.
+    fn wait(&mut self);
+}
+
+impl ChildProcess for Child {
+    fn id(&self) -> u32 {
+        Child::id(self)
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        Child::try_wait(self)
+    }
+
+    fn kill(&mut self) {
+        let _ = Child::kill(self);
+    }
+
+    fn interrupt(&mut self) {
+        if matches!(Child::try_wait(self), Ok(None)) {
+            let pid = nix::unistd::Pid::from_raw(Child::id(self) as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2);
+        }
+    }
+
+    fn wait(&mut self) {
+        let _ = Child::wait(self);
+    }
+}
+
 /// A started child: its process and its control channel.
 pub struct ChildHandle {
-    pub process: Child,
+    pub process: Box<dyn ChildProcess>,
     pub control: Channel,
 }
 
@@ -59,7 +98,7 @@ impl ChildHandle {
 
     /// SIGKILL (a no-op once it has exited).
     pub fn kill(&mut self) {
-        let _ = self.process.kill();
+        self.process.kill();
     }
 }
 
@@ -68,9 +107,37 @@ impl ChildHandle {
 impl Drop for ChildHandle {
     fn drop(&mut self) {
         if matches!(self.process.try_wait(), Ok(None)) {
-            let _ = self.process.kill();
+            self.process.kill();
         }
-        let _ = self.process.wait();
+        self.process.wait();
+    }
+}
+
+/// How the supervisor starts its children: [`ExeSpawner`] runs the current
+/// executable again; the supervisor's tests play the children themselves.
+pub trait Spawn: Send {
+    /// Starts a child with `role` and sends it `setup` with `fds` attached.
+    fn spawn(
+        &mut self,
+        role: &str,
+        run_dir: &Path,
+        setup: &Setup,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<ChildHandle, RuntimeError>;
+}
+
+/// Children as processes of the current executable ([`spawn_child`]).
+pub struct ExeSpawner;
+
+impl Spawn for ExeSpawner {
+    fn spawn(
+        &mut self,
+        role: &str,
+        run_dir: &Path,
+        setup: &Setup,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<ChildHandle, RuntimeError> {
+        spawn_child(role, run_dir, setup, fds)
     }
 }
 
@@ -134,7 +201,10 @@ pub fn spawn_child(
     })?;
     drop(inherited);
     drop(child_end);
-    let handle = ChildHandle { process, control };
+    let handle = ChildHandle {
+        process: Box::new(process),
+        control,
+    };
     if let Err(e) = send_json(&handle.control, setup, fds) {
         return Err(RuntimeError::Setup(format!(
             "cannot set up the {role} process: {e}"

@@ -29,7 +29,7 @@ use rl_ipc::{Channel, ChannelError, WeightBlock};
 
 use crate::clock::unix_now;
 use crate::error::RuntimeError;
-use crate::processes::child::{spawn_child, ChildHandle};
+use crate::processes::child::{ChildHandle, ExeSpawner, Spawn};
 use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSummary};
 use crate::settings::TrainSettings;
 use crate::spec::spec_for;
@@ -110,6 +110,7 @@ struct Supervisor<'a> {
     settings: &'a TrainSettings,
     run_dir: &'a RunDir,
     observer: &'a mut dyn Observer,
+    spawner: &'a mut dyn Spawn,
     settings_json: String,
     start_unix_s: f64,
     resume: Option<String>,
@@ -164,6 +165,28 @@ pub fn train_multi_process(
     requests: &Requests,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
+    train_with_spawner(
+        registry,
+        settings,
+        run_dir,
+        resume,
+        requests,
+        observer,
+        &mut ExeSpawner,
+    )
+}
+
+/// [`train_multi_process`] with its children started by `spawner` (the
+/// supervisor's tests play them over socket pairs).
+pub fn train_with_spawner(
+    registry: &Registry,
+    settings: &TrainSettings,
+    run_dir: &RunDir,
+    resume: Option<&ResumeFrom>,
+    requests: &Requests,
+    observer: &mut dyn Observer,
+    spawner: &mut dyn Spawn,
+) -> Result<TrainSummary, RuntimeError> {
     let spec = spec_for(registry, settings)?;
     let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     // Every version for the workers; evaluation points for the evaluator.
@@ -181,6 +204,7 @@ pub fn train_multi_process(
         settings,
         run_dir,
         observer,
+        spawner,
         settings_json: settings.to_json(),
         start_unix_s: unix_now() - elapsed,
         resume: resume.map(|r| r.path.display().to_string()),
@@ -233,7 +257,7 @@ impl Supervisor<'_> {
 
     fn run(&mut self, requests: &Requests) -> Result<TrainSummary, RuntimeError> {
         let run_dir = self.run_dir.path().to_path_buf();
-        let learner = spawn_child(
+        let learner = self.spawner.spawn(
             "learner",
             &run_dir,
             &self.setup(RoleSetup::Learner),
@@ -314,7 +338,7 @@ impl Supervisor<'_> {
             num_envs: per_worker as u32,
             seed: replacement_seed(self.settings.run.seed, generation),
         };
-        let handle = spawn_child(
+        let handle = self.spawner.spawn(
             &format!("worker-{worker}"),
             self.run_dir.path(),
             &self.setup(role),
@@ -335,7 +359,7 @@ impl Supervisor<'_> {
 
     fn spawn_evaluator(&mut self, generation: u32) -> Result<ChildHandle, RuntimeError> {
         let role = RoleSetup::Evaluator { generation };
-        spawn_child(
+        self.spawner.spawn(
             "evaluator",
             self.run_dir.path(),
             &self.setup(role),
@@ -369,9 +393,8 @@ impl Supervisor<'_> {
     /// SIGUSR2, which abandons an update in progress at its next minibatch.
     fn stop_learner(&mut self) {
         self.send_to_learner(&SupervisorToLearner::Stop);
-        if let Some(learner) = &self.learner {
-            let pid = nix::unistd::Pid::from_raw(learner.pid() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2);
+        if let Some(learner) = &mut self.learner {
+            learner.process.interrupt();
         }
     }
 
