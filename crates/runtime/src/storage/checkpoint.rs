@@ -30,7 +30,8 @@ use rl_policy::{ObsNormalizer, PolicySpec, RunningMeanStd};
 
 use crate::settings::TrainSettings;
 use crate::storage::policy_file::{
-    policy_from_metadata, policy_metadata, policy_tensors, policy_weights,
+    policy_from_metadata, policy_metadata, policy_tensors, policy_weights, PolicyHeader,
+    PolicyWeights,
 };
 use crate::storage::safetensors::{checksum, encode, seal, SafeTensors, TensorData};
 
@@ -208,8 +209,12 @@ impl Checkpoint {
         }
         let kind = CheckpointKind::parse(st.meta("kind")?)
             .ok_or_else(|| format!("metadata kind = {:?} is unknown", st.metadata["kind"]))?;
-        let (spec, env_id, clip) = policy_from_metadata(&st)?;
-        let (weights, obs_norm) = policy_weights(&st, &spec, clip)?;
+        let PolicyHeader {
+            spec,
+            env_id,
+            obs_norm_clip: clip,
+        } = policy_from_metadata(&st)?;
+        let PolicyWeights { weights, obs_norm } = policy_weights(&st, &spec, clip)?;
         let n = weights.len();
         let moments = |name: &str| -> Result<Vec<f32>, String> {
             let v = st.f32s(name)?;

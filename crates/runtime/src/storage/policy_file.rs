@@ -43,6 +43,23 @@ pub struct PolicyFile {
     pub verified: bool,
 }
 
+/// What a policy file's metadata says: the architecture, the env it was
+/// trained on, and the observation clip (when observations are normalised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyHeader {
+    pub spec: PolicySpec,
+    pub env_id: String,
+    pub obs_norm_clip: Option<f64>,
+}
+
+/// The weights of a policy file and its observation normaliser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyWeights {
+    /// Parameters, flat in layout order.
+    pub weights: Vec<f32>,
+    pub obs_norm: Option<ObsNormalizer>,
+}
+
 /// Reads and checks a policy file's bytes (see the module documentation).
 pub fn decode_policy(bytes: &[u8]) -> Result<PolicyFile, String> {
     let st = SafeTensors::decode(bytes)?;
@@ -64,11 +81,12 @@ pub fn decode_policy(bytes: &[u8]) -> Result<PolicyFile, String> {
             ))
         }
     };
-    let (spec, env_id, clip) = policy_from_metadata(&st)?;
-    let (weights, obs_norm) = policy_weights(&st, &spec, clip)?;
+    let header = policy_from_metadata(&st)?;
+    let PolicyWeights { weights, obs_norm } =
+        policy_weights(&st, &header.spec, header.obs_norm_clip)?;
     Ok(PolicyFile {
-        spec,
-        env_id,
+        spec: header.spec,
+        env_id: header.env_id,
         weights,
         obs_norm,
         verified,
@@ -151,9 +169,7 @@ pub fn encode_policy(
 /// architecture, env id and observation clip. The architecture must fit in
 /// the file: a network the tensors could not hold is refused before
 /// anything the size of the network is allocated.
-pub fn policy_from_metadata(
-    st: &SafeTensors<'_>,
-) -> Result<(PolicySpec, String, Option<f64>), String> {
+pub fn policy_from_metadata(st: &SafeTensors<'_>) -> Result<PolicyHeader, String> {
     let sizes = |key: &str| -> Result<Vec<usize>, String> {
         let raw = st.meta(key)?;
         let inner = raw.trim().trim_start_matches('[').trim_end_matches(']');
@@ -210,7 +226,11 @@ pub fn policy_from_metadata(
                 .map_err(|_| format!("metadata obs_norm_clip = {raw:?} is not a number"))?,
         ),
     };
-    Ok((spec, st.meta("env_id")?.to_string(), clip))
+    Ok(PolicyHeader {
+        spec,
+        env_id: st.meta("env_id")?.to_string(),
+        obs_norm_clip: clip,
+    })
 }
 
 /// Reads a policy's parameters (flat, layout order) and observation
@@ -219,7 +239,7 @@ pub fn policy_weights(
     st: &SafeTensors<'_>,
     spec: &PolicySpec,
     clip: Option<f64>,
-) -> Result<(Vec<f32>, Option<ObsNormalizer>), String> {
+) -> Result<PolicyWeights, String> {
     let layout = spec.layout();
     let mut weights = vec![0.0_f32; layout.total_len];
     for e in &layout.entries {
@@ -255,5 +275,5 @@ pub fn policy_weights(
             Some(norm)
         }
     };
-    Ok((weights, obs_norm))
+    Ok(PolicyWeights { weights, obs_norm })
 }
