@@ -33,16 +33,18 @@ fn new_ppo(settings: &TrainSettings, spec: &PolicySpec) -> Result<PpoLearner, Ru
             .parse::<DeviceChoice>()
             .map_err(|e| RuntimeError::Setup(e.to_string()))?,
     )?;
-    set_torch_threads(settings.run.torch_threads);
     let backend = match settings.run.learner.as_str() {
         "torch" => Backend::Torch(device),
         _ => Backend::for_device(device),
     };
-    PpoLearner::new(
+    let learner = PpoLearner::new(
         spec.clone(),
         settings.ppo.clone(),
         &settings.run_spec(),
         backend,
     )
-    .map_err(RuntimeError::Setup)
+    .map_err(RuntimeError::Setup)?;
+    // Once the libtorch engine is loaded (it is not loaded for this alone).
+    set_torch_threads(settings.run.torch_threads);
+    Ok(learner)
 }
