@@ -3,8 +3,8 @@
 //! `host` (hand-written, no libtorch: fastest for the small networks of
 //! classic control on a CPU) and `libtorch` (libtorch through tch, on a CPU
 //! or a GPU, in the plugin `librl_torch.so` loaded on first use). Both
-//! compute the same numbers as PyTorch (crates/algo/tests/learner.rs,
-//! crates/torch/tests/numerics.rs).
+//! compute the same numbers as PyTorch (crates/torch/tests/ppo_learner_on_both_engines.rs,
+//! crates/torch/tests/ppo_maths_against_pytorch.rs).
 
 pub mod gradient;
 pub mod host;
