@@ -300,15 +300,7 @@ pub unsafe extern "C" fn ferrorl_torch_backward(
         let (terms, grad_norm) = e.backward(&batch, rows, &config, clip_coef);
         // SAFETY: the caller's contract.
         unsafe {
-            *out = AbiTerms {
-                policy_loss: terms.policy_loss,
-                value_loss: terms.value_loss,
-                entropy: terms.entropy,
-                approx_kl: terms.approx_kl,
-                old_approx_kl: terms.old_approx_kl,
-                clip_frac: terms.clip_frac,
-                grad_norm,
-            };
+            *out = AbiTerms::of(&terms, grad_norm);
         }
         Ok(())
     })

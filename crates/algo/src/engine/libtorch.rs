@@ -211,6 +211,35 @@ pub struct AbiTerms {
     pub grad_norm: f64,
 }
 
+impl AbiTerms {
+    /// A minibatch's terms and gradient norm, to cross the ABI.
+    pub fn of(terms: &LossTerms, grad_norm: f64) -> Self {
+        AbiTerms {
+            policy_loss: terms.policy_loss,
+            value_loss: terms.value_loss,
+            entropy: terms.entropy,
+            approx_kl: terms.approx_kl,
+            old_approx_kl: terms.old_approx_kl,
+            clip_frac: terms.clip_frac,
+            grad_norm,
+        }
+    }
+
+    /// Back to the terms and the gradient norm.
+    pub fn terms(&self) -> (LossTerms, f64) {
+        let terms = LossTerms {
+            loss: 0.0,
+            policy_loss: self.policy_loss,
+            value_loss: self.value_loss,
+            entropy: self.entropy,
+            approx_kl: self.approx_kl,
+            old_approx_kl: self.old_approx_kl,
+            clip_frac: self.clip_frac,
+        };
+        (terms, self.grad_norm)
+    }
+}
+
 /// What [`GradientEngine::non_finite_state`] names, by number.
 pub const NON_FINITE_NAMES: [&str; 3] = [
     "the weights",
@@ -530,16 +559,7 @@ impl GradientEngine for TorchEngine {
             )
         };
         self.check(code, "computing a minibatch's gradient");
-        let terms = LossTerms {
-            loss: 0.0,
-            policy_loss: out.policy_loss,
-            value_loss: out.value_loss,
-            entropy: out.entropy,
-            approx_kl: out.approx_kl,
-            old_approx_kl: out.old_approx_kl,
-            clip_frac: out.clip_frac,
-        };
-        (terms, out.grad_norm)
+        out.terms()
     }
 
     fn step(&mut self, lr: f64) {
