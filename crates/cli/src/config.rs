@@ -252,7 +252,7 @@ pub fn load_text(
             "{}: [env] id = {:?} is not a registered environment; known ids: {}",
             source.locate("env", "id"),
             settings.env.id,
-            registry.ids().collect::<Vec<_>>().join(", ")
+            registry.known().join(", ")
         ));
     }
     if !problems.is_empty() {

@@ -43,6 +43,6 @@ mod vec_env;
 pub use checked::Checked;
 pub use env::{Env, Step, Transition};
 pub use error::EnvError;
-pub use registry::Registry;
+pub use registry::{FamilyConstructor, Kwargs, Registry};
 pub use space::{Action, Actions, BoxSpace, Space};
 pub use vec_env::{FinishedEpisode, VecEnv};

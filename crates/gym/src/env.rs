@@ -1,0 +1,243 @@
+//! `GymEnv`: one Gymnasium env in this process's interpreter.
+
+use rl_env::{Action, BoxSpace, Env, EnvError, Kwargs, Space, Transition};
+
+use crate::abi::{AbiStep, Description, MakeRequest, SpaceDescription};
+use crate::plugin::{plugin, Handle, Plugin};
+use crate::PREFIX;
+
+/// One RGB frame, `height x width x 3` bytes, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    pub height: usize,
+    pub width: usize,
+    pub rgb: Vec<u8>,
+}
+
+/// A Gymnasium env made by `gymnasium.make(id, **kwargs)`, with its
+/// wrappers (time limit included), stepped in this process's interpreter.
+///
+/// * Observations: a `Box` of any shape and numeric dtype is flattened
+///   row-major to `f32`; a `Discrete(n)` observation becomes a one-hot
+///   vector of `n` values (as Stable-Baselines3 does).
+/// * Actions: `Discrete(n, start)` takes indices `0..n` (`start` is added);
+///   a floating-point `Box` takes flat `f32` values, converted to the
+///   space's dtype and shape.
+/// * Other spaces (`Dict`, `Tuple`, `MultiDiscrete`, `MultiBinary`, `Text`,
+///   integer `Box` actions) are refused when the env is made.
+/// * `reset(Some(seed))` is `env.reset(seed=seed)`; `reset(None)` is
+///   `env.reset()`, continuing the env's own random stream, as Gymnasium's
+///   vector envs do on autoreset.
+/// * An observation with NaN or infinite values, or with the wrong number
+///   of values, is an error naming the env. So is any exception, whose
+///   message carries the Python traceback.
+///
+/// Snapshots are not supported: a resumed run starts fresh episodes.
+pub struct GymEnv {
+    plugin: &'static Plugin,
+    handle: Handle,
+    name: String,
+    description: Description,
+    observation_space: Space,
+    action_space: Space,
+}
+
+// SAFETY: the handle is only used through `&mut self` or `&self` (render
+// and step are `&mut`), and the plugin takes the GIL for every call, so
+// the env may move to another thread.
+unsafe impl Send for GymEnv {}
+
+impl GymEnv {
+    /// Makes `gymnasium.make(id, **kwargs)` (with `render_mode` if given);
+    /// `id` without the `gymnasium:` prefix.
+    pub fn make(id: &str, kwargs: &Kwargs, render_mode: Option<&str>) -> Result<Self, EnvError> {
+        let name = format!("{PREFIX}{id}");
+        let fail = |message: String| EnvError::Custom {
+            env: name.clone(),
+            message,
+        };
+        if id.trim().is_empty() {
+            return Err(fail(format!(
+                "no Gymnasium id after '{PREFIX}'; write e.g. {PREFIX}CartPole-v1 or {PREFIX}my_module:MyEnv-v0"
+            )));
+        }
+        let python = crate::python_executable()?;
+        let plugin = plugin().map_err(&fail)?;
+        let request = MakeRequest {
+            python: python.display().to_string(),
+            id: id.to_string(),
+            kwargs: kwargs.clone(),
+            render_mode: render_mode.map(str::to_string),
+        };
+        let json = serde_json::to_vec(&request).map_err(|e| fail(e.to_string()))?;
+        // SAFETY: the request is valid for its length.
+        let handle = unsafe { (plugin.make)(json.as_ptr(), json.len()) };
+        if handle.is_null() {
+            return Err(fail(plugin.last_error()));
+        }
+        let mut env = GymEnv {
+            plugin,
+            handle,
+            name: name.clone(),
+            description: Description {
+                observation: SpaceDescription::Discrete { n: 1, start: 0 },
+                action: SpaceDescription::Discrete { n: 1, start: 0 },
+                max_episode_steps: None,
+            },
+            observation_space: Space::Discrete { n: 1 },
+            action_space: Space::Discrete { n: 1 },
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        // SAFETY: the buffer is valid for its length; the handle is live.
+        let mut n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
+        if n > buf.len() {
+            buf = vec![0u8; n];
+            // SAFETY: as above.
+            n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
+        }
+        buf.truncate(n);
+        env.description = serde_json::from_slice(&buf)
+            .map_err(|e| fail(format!("the bridge described the env unreadably: {e}")))?;
+        env.observation_space = observation_space(&env.description.observation);
+        env.action_space = action_space(&env.description.action).map_err(&fail)?;
+        Ok(env)
+    }
+
+    /// The spaces and time limit as Gymnasium gave them.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// `env.render()` of an env made with `render_mode = "rgb_array"`.
+    pub fn render(&mut self) -> Result<Frame, EnvError> {
+        let mut shape = [0usize; 3];
+        let mut rgb = Vec::new();
+        // SAFETY: a zero-length buffer asks for the size; shape holds 3.
+        let needed =
+            unsafe { (self.plugin.render)(self.handle, rgb.as_mut_ptr(), 0, shape.as_mut_ptr()) };
+        if needed < 0 {
+            return Err(self.error());
+        }
+        rgb.resize(needed as usize, 0);
+        // SAFETY: the buffer holds the frame's bytes.
+        let got = unsafe {
+            (self.plugin.render)(self.handle, rgb.as_mut_ptr(), rgb.len(), shape.as_mut_ptr())
+        };
+        if got < 0 {
+            return Err(self.error());
+        }
+        rgb.truncate(got as usize);
+        Ok(Frame {
+            height: shape[0],
+            width: shape[1],
+            rgb,
+        })
+    }
+
+    fn error(&self) -> EnvError {
+        EnvError::Custom {
+            env: self.name.clone(),
+            message: self.plugin.last_error(),
+        }
+    }
+}
+
+impl Drop for GymEnv {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live and not used again.
+        unsafe { (self.plugin.close)(self.handle) }
+    }
+}
+
+fn bound(x: Option<f64>, infinite: f32) -> f32 {
+    x.map_or(infinite, |v| v as f32)
+}
+
+fn observation_space(d: &SpaceDescription) -> Space {
+    match d {
+        SpaceDescription::Box {
+            low, high, shape, ..
+        } => Space::Box(BoxSpace::new(
+            low.iter().map(|x| bound(*x, f32::NEG_INFINITY)).collect(),
+            high.iter().map(|x| bound(*x, f32::INFINITY)).collect(),
+            shape.clone(),
+        )),
+        SpaceDescription::Discrete { n, .. } => {
+            Space::Box(BoxSpace::uniform(0.0, 1.0, *n as usize))
+        }
+    }
+}
+
+fn action_space(d: &SpaceDescription) -> Result<Space, String> {
+    Ok(match d {
+        SpaceDescription::Box {
+            low, high, shape, ..
+        } => Space::Box(BoxSpace::new(
+            low.iter().map(|x| bound(*x, f32::NEG_INFINITY)).collect(),
+            high.iter().map(|x| bound(*x, f32::INFINITY)).collect(),
+            shape.clone(),
+        )),
+        SpaceDescription::Discrete { n, .. } => Space::Discrete {
+            n: usize::try_from(*n).map_err(|_| format!("Discrete({n}) is too large"))?,
+        },
+    })
+}
+
+impl Env for GymEnv {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn observation_space(&self) -> &Space {
+        &self.observation_space
+    }
+
+    fn action_space(&self) -> &Space {
+        &self.action_space
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
+        // SAFETY: the buffer is valid for its length; the handle is live.
+        let status = unsafe {
+            (self.plugin.reset)(
+                self.handle,
+                i32::from(seed.is_some()),
+                seed.unwrap_or(0),
+                obs.as_mut_ptr(),
+                obs.len(),
+            )
+        };
+        if status != 0 {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
+    fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Transition, EnvError> {
+        let (discrete, values): (i64, &[f32]) = match action {
+            Action::Discrete(a) => (a, &[]),
+            Action::Continuous(v) => (0, v),
+        };
+        let mut out = AbiStep::default();
+        // SAFETY: the buffers are valid for their lengths; the handle is live.
+        let status = unsafe {
+            (self.plugin.step)(
+                self.handle,
+                discrete,
+                values.as_ptr(),
+                values.len(),
+                obs.as_mut_ptr(),
+                obs.len(),
+                &mut out,
+            )
+        };
+        if status != 0 {
+            return Err(self.error());
+        }
+        Ok(Transition {
+            reward: out.reward,
+            terminated: out.terminated != 0,
+            truncated: out.truncated != 0,
+        })
+    }
+}
