@@ -53,6 +53,8 @@ pub struct LoadedPolicy {
     pub policy: Policy,
     pub obs_norm: Option<ObsNormalizer>,
     pub env_id: String,
+    /// The env's keyword arguments the policy was trained with.
+    pub env_kwargs: rl_env::Kwargs,
     /// Whether a checksum vouched for the file (every checkpoint, and policy
     /// files from the version that added their checksum on).
     pub verified: bool,
@@ -68,7 +70,7 @@ pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
     let name = file.display();
     let bytes = std::fs::read(file).map_err(|e| format!("{name}: {e}"))?;
     let st = SafeTensors::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
-    let (spec, env_id, weights, obs_norm, verified) =
+    let (spec, (env_id, env_kwargs), weights, obs_norm, verified) =
         if st.metadata.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT) {
             let c = Checkpoint::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
             let obs_norm = c
@@ -76,14 +78,26 @@ pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
                 .obs_norm
                 .zip(c.obs_norm_clip)
                 .map(|(stats, clip)| ObsNormalizer { stats, clip });
-            (c.spec, c.env_id, c.learner.weights, obs_norm, true)
+            (
+                c.spec,
+                (c.env_id, c.env_kwargs),
+                c.learner.weights,
+                obs_norm,
+                true,
+            )
         } else {
             let p = decode_policy(&bytes).map_err(|e| {
                 format!(
                 "{name}: {e} (a policy file or a checkpoint ({CHECKPOINT_FORMAT}) was expected)"
             )
             })?;
-            (p.spec, p.env_id, p.weights, p.obs_norm, p.verified)
+            (
+                p.spec,
+                (p.env_id, p.env_kwargs),
+                p.weights,
+                p.obs_norm,
+                p.verified,
+            )
         };
     let mut policy = Policy::new(spec).map_err(|e| format!("{name}: {e}"))?;
     policy
@@ -93,6 +107,7 @@ pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
         policy,
         obs_norm,
         env_id,
+        env_kwargs,
         verified,
     })
 }
@@ -189,7 +204,15 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
         );
     }
     let env_id = args.env.clone().unwrap_or(loaded.env_id.clone());
-    let mut env = registry.make(&env_id).map_err(|e| usage(e.to_string()))?;
+    // Another env (--env) is made without the policy's env's kwargs.
+    let kwargs = if args.env.is_some() {
+        rl_env::Kwargs::new()
+    } else {
+        loaded.env_kwargs.clone()
+    };
+    let mut env = registry
+        .make_with(&env_id, &kwargs)
+        .map_err(|e| usage(e.to_string()))?;
     check_spaces(loaded.policy.spec(), &env_id, &env).map_err(usage)?;
     let spec = loaded.policy.spec().clone();
     let obs_dim = spec.obs_dim;
@@ -317,6 +340,7 @@ fn spec_summary(spec: &PolicySpec) -> String {
 /// Parses arguments, evaluates, and maps the outcome to an exit code (0
 /// done, 1 failure while playing, 2 bad usage or an unusable file).
 pub fn evaluate_main(registry: &Registry) -> ExitCode {
+    let registry = &crate::with_gymnasium(registry);
     let args = match crate::parse_args::<EvaluateArgs>() {
         Ok(args) => args,
         Err(code) => return code,

@@ -13,6 +13,10 @@
 //! }
 //! ```
 //!
+//! Both commands add the `gymnasium:` family (crate rl-gym) to the registry
+//! they are given, so `[env] id = "gymnasium:HalfCheetah-v5"` works in any
+//! such program too.
+//!
 //! **Invariant:** no algorithm logic here: the CLI parses and validates
 //! (every config value is checked before anything is created), maps errors to
 //! exit codes (0 done, 1 failure, 2 bad usage or config, 130 Ctrl-C, 143
@@ -41,6 +45,13 @@ macro_rules! err {
         use std::io::Write as _;
         let _ = write!(std::io::stderr(), $($arg)*);
     }};
+}
+
+/// `registry` with the `gymnasium:` family of envs added.
+pub(crate) fn with_gymnasium(registry: &rl_env::Registry) -> rl_env::Registry {
+    let mut registry = registry.clone();
+    rl_gym::register(&mut registry);
+    registry
 }
 
 /// Parses a command's arguments; `--help` and `--version` exit 0, bad usage

@@ -176,6 +176,7 @@ impl Observer for StatusLine {
 /// process that a run started as its learner, worker or evaluator (the
 /// current executable run again with a role) does that role instead.
 pub fn train_main(registry: &Registry) -> ExitCode {
+    let registry = &crate::with_gymnasium(registry);
     if let Some(code) = run_child_if_requested(registry) {
         return ExitCode::from(code);
     }
@@ -282,6 +283,12 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                         (t, e) => format!("; {t} train.csv and {e} eval.csv rows after it dropped"),
                     }
                 );
+                if c.collectors.iter().all(Vec::is_empty) {
+                    outln!(
+                        "{} cannot be snapshotted (a Python env's state usually cannot): the learner continues exactly where it was, the envs start new episodes",
+                        loaded.settings.env.id
+                    );
+                }
                 Some(plan.from)
             }
             Err(e) => {

@@ -224,7 +224,13 @@ fn short(py: Python<'_>, err: &PyErr) -> String {
 /// The full Python traceback of an exception.
 fn traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py.import("traceback").and_then(|tb| {
-        let lines = tb.call_method1("format_exception", (err.value(py),))?;
+        // The traceback is kept apart from the exception object by pyo3.
+        let trace = err
+            .traceback(py)
+            .map(|t| t.into_any())
+            .unwrap_or_else(|| py.None().into_bound(py));
+        let lines =
+            tb.call_method1("format_exception", (err.get_type(py), err.value(py), trace))?;
         let joined = "".into_pyobject(py)?.call_method1("join", (lines,))?;
         joined.extract::<String>()
     });

@@ -1,7 +1,7 @@
 //! Deterministic evaluation episodes.
 
 use rl_env::seeds::episode_seed;
-use rl_env::{Action, Env, EnvError, Registry, Space};
+use rl_env::{Action, Env, EnvError, Kwargs, Registry, Space};
 
 use crate::{ObsNormalizer, Policy};
 
@@ -11,12 +11,13 @@ use crate::{ObsNormalizer, Policy};
 pub fn evaluate_episodes(
     registry: &Registry,
     env_id: &str,
+    kwargs: &Kwargs,
     policy: &mut Policy,
     obs_norm: Option<&ObsNormalizer>,
     episodes: usize,
     seed: u64,
 ) -> Result<Vec<f64>, EnvError> {
-    let mut env = registry.make(env_id)?;
+    let mut env = registry.make_with(env_id, kwargs)?;
     let bounds = match env.action_space() {
         Space::Box(b) => Some((b.low.clone(), b.high.clone())),
         Space::Discrete { .. } => None,

@@ -7,6 +7,7 @@ use rl_algo::ppo::config::PpoConfig;
 use rl_algo::ppo::learner::STAT_NAMES;
 use rl_algo::validate::MAX_CONFIG_INT;
 use rl_algo::FieldError;
+use rl_env::Kwargs;
 use rl_policy::Activation;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,10 @@ pub struct EnvSettings {
     /// Clip scaled rewards to [-reward_clip, reward_clip].
     #[serde(default = "default_clip")]
     pub reward_clip: f64,
+    /// Keyword arguments for the env (`[env.kwargs]`): a `gymnasium:` id
+    /// is made with `gymnasium.make(id, **kwargs)`.
+    #[serde(default, skip_serializing_if = "Kwargs::is_empty")]
+    pub kwargs: Kwargs,
 }
 
 fn default_num_envs() -> usize {

@@ -35,6 +35,6 @@ pub fn policy_spec(
 /// The policy architecture of a run: its env's spaces and the network
 /// settings.
 pub fn spec_for(registry: &Registry, settings: &TrainSettings) -> Result<PolicySpec, RuntimeError> {
-    let envs = registry.make_vec(&settings.env.id, 1)?;
+    let envs = registry.make_vec_with(&settings.env.id, 1, &settings.env.kwargs)?;
     policy_spec(settings, envs.observation_space(), envs.action_space())
 }

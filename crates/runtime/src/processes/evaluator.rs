@@ -63,7 +63,7 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
         &run_dir,
         run_dir.append_eval_csv()?,
         spec,
-        &settings.env.id,
+        &settings.env,
         context.start_unix_s,
     )?;
     let steps_per_update = settings.steps_per_update();

@@ -76,7 +76,7 @@ fn work(
     data: &Channel,
     id: WorkerIdentity,
 ) -> Result<(), RuntimeError> {
-    let envs = registry.make_vec(&settings.env.id, id.num_envs)?;
+    let envs = registry.make_vec_with(&settings.env.id, id.num_envs, &settings.env.kwargs)?;
     let spec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
     let obs_dim = spec.obs_dim;
     let mut published = PublishedPolicy::new(&spec, settings.env.normalize_obs);

@@ -47,6 +47,7 @@ pub struct EvalRecorder<'a> {
     start_unix_s: f64,
     spec: PolicySpec,
     env_id: String,
+    env_kwargs: rl_env::Kwargs,
     pub best_return: Option<f64>,
 }
 
@@ -58,7 +59,7 @@ impl<'a> EvalRecorder<'a> {
         run_dir: &'a RunDir,
         csv: CsvWriter,
         spec: PolicySpec,
-        env_id: &str,
+        env: &crate::settings::EnvSettings,
         start_unix_s: f64,
     ) -> Result<Self, PathError> {
         let table =
@@ -74,7 +75,8 @@ impl<'a> EvalRecorder<'a> {
             tb: event_writer(run_dir, "eval", unix_now())?,
             start_unix_s,
             spec,
-            env_id: env_id.to_string(),
+            env_id: env.id.clone(),
+            env_kwargs: env.kwargs.clone(),
             best_return,
         })
     }
@@ -127,6 +129,7 @@ impl<'a> EvalRecorder<'a> {
                 BEST_POLICY_FILE,
                 &self.spec,
                 &self.env_id,
+                &self.env_kwargs,
                 weights,
                 obs_norm,
             )?;

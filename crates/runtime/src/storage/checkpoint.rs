@@ -80,6 +80,7 @@ impl CheckpointKind {
 pub struct Checkpoint {
     pub kind: CheckpointKind,
     pub env_id: String,
+    pub env_kwargs: rl_env::Kwargs,
     pub spec: PolicySpec,
     /// The observation normaliser's clip (when observations are normalised).
     pub obs_norm_clip: Option<f64>,
@@ -148,7 +149,12 @@ impl Checkpoint {
             tensors.push(TensorData::u8s(format!("collector.{k}"), bytes.clone()));
         }
         tensors.push(TensorData::f64s("recent_returns", &self.recent_returns));
-        let mut meta = policy_metadata(&self.spec, &self.env_id, self.obs_norm_clip);
+        let mut meta = policy_metadata(
+            &self.spec,
+            &self.env_id,
+            &self.env_kwargs,
+            self.obs_norm_clip,
+        );
         let rng = l.rng.map(|w| w.to_string()).join(",");
         for (k, v) in [
             ("format", CHECKPOINT_FORMAT.to_string()),
@@ -212,6 +218,7 @@ impl Checkpoint {
         let PolicyHeader {
             spec,
             env_id,
+            env_kwargs,
             obs_norm_clip: clip,
         } = policy_from_metadata(&st)?;
         let PolicyWeights { weights, obs_norm } = policy_weights(&st, &spec, clip)?;
@@ -299,6 +306,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             kind,
             env_id,
+            env_kwargs,
             spec,
             obs_norm_clip: clip,
             learner: LearnerState {
@@ -354,6 +362,7 @@ mod tests {
         Checkpoint {
             kind: CheckpointKind::Periodic,
             env_id: "Pendulum-v1".into(),
+            env_kwargs: Default::default(),
             spec,
             obs_norm_clip: Some(10.0),
             learner: LearnerState {

@@ -17,6 +17,7 @@ pub struct Checkpointer {
     dir: CheckpointDir,
     interval: u64,
     env_id: String,
+    env_kwargs: rl_env::Kwargs,
     spec: PolicySpec,
     obs_norm_clip: Option<f64>,
     config_hash: String,
@@ -30,6 +31,7 @@ impl Checkpointer {
             dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
             interval: settings.checkpoint.interval_updates,
             env_id: settings.env.id.clone(),
+            env_kwargs: settings.env.kwargs.clone(),
             spec: spec.clone(),
             obs_norm_clip: settings.env.normalize_obs.then_some(settings.env.obs_clip),
             config_hash: config_hash(settings),
@@ -57,6 +59,7 @@ impl Checkpointer {
         Checkpoint {
             kind,
             env_id: self.env_id.clone(),
+            env_kwargs: self.env_kwargs.clone(),
             spec: self.spec.clone(),
             obs_norm_clip: self.obs_norm_clip,
             learner: learner.state(),

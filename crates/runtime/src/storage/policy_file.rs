@@ -5,7 +5,7 @@
 //! ```text
 //! tensors   actor.0.weight, actor.0.bias, ..., critic.N.bias, actor_logstd   f32, nn.Sequential names
 //!           obs_norm.mean, obs_norm.var                                       f64, when observations are normalised
-//! metadata  format "ferrorl-policy-v2", env_id, obs_dim, action_head (categorical | gaussian),
+//! metadata  format "ferrorl-policy-v2", env_id, env_kwargs (JSON, only when there are any), obs_dim, action_head (categorical | gaussian),
 //!           action_outputs, actor_hidden, critic_hidden, activation (Tanh | ReLU),
 //!           obs_norm_clip ("none" or a number),
 //!           checksum: CRC-32C of the whole file with this field's value as 00000000
@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 
+use rl_env::Kwargs;
 use rl_policy::{ActionHead, Activation, ObsNormalizer, ParamLayout, PolicySpec};
 
 use crate::storage::safetensors::{
@@ -36,6 +37,8 @@ pub const POLICY_FORMAT_V1: &str = "ferrorl-policy-v1";
 pub struct PolicyFile {
     pub spec: PolicySpec,
     pub env_id: String,
+    /// The env's keyword arguments (`[env.kwargs]`).
+    pub env_kwargs: Kwargs,
     /// Parameters, flat in layout order.
     pub weights: Vec<f32>,
     pub obs_norm: Option<ObsNormalizer>,
@@ -49,6 +52,7 @@ pub struct PolicyFile {
 pub struct PolicyHeader {
     pub spec: PolicySpec,
     pub env_id: String,
+    pub env_kwargs: Kwargs,
     pub obs_norm_clip: Option<f64>,
 }
 
@@ -87,6 +91,7 @@ pub fn decode_policy(bytes: &[u8]) -> Result<PolicyFile, String> {
     Ok(PolicyFile {
         spec: header.spec,
         env_id: header.env_id,
+        env_kwargs: header.env_kwargs,
         weights,
         obs_norm,
         verified,
@@ -125,6 +130,7 @@ pub fn policy_tensors(
 pub fn policy_metadata(
     spec: &PolicySpec,
     env_id: &str,
+    env_kwargs: &Kwargs,
     obs_norm_clip: Option<f64>,
 ) -> BTreeMap<String, String> {
     let (head, dim) = match spec.head {
@@ -146,6 +152,12 @@ pub fn policy_metadata(
         ),
     ]
     .into_iter()
+    .chain((!env_kwargs.is_empty()).then(|| {
+        (
+            "env_kwargs",
+            serde_json::Value::Object(env_kwargs.clone()).to_string(),
+        )
+    }))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
@@ -155,10 +167,11 @@ pub fn policy_metadata(
 pub fn encode_policy(
     spec: &PolicySpec,
     env_id: &str,
+    env_kwargs: &Kwargs,
     weights: &[f32],
     obs_norm: Option<&ObsNormalizer>,
 ) -> Vec<u8> {
-    let mut meta = policy_metadata(spec, env_id, obs_norm.map(|n| n.clip));
+    let mut meta = policy_metadata(spec, env_id, env_kwargs, obs_norm.map(|n| n.clip));
     meta.insert("checksum".into(), CHECKSUM_PLACEHOLDER.into());
     let mut bytes = encode(policy_tensors(spec, weights, obs_norm), &meta);
     seal(&mut bytes);
@@ -229,6 +242,11 @@ pub fn policy_from_metadata(st: &SafeTensors<'_>) -> Result<PolicyHeader, String
     Ok(PolicyHeader {
         spec,
         env_id: st.meta("env_id")?.to_string(),
+        env_kwargs: match st.metadata.get("env_kwargs") {
+            None => Kwargs::new(),
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| format!("metadata env_kwargs = {raw:?} is not a JSON object: {e}"))?,
+        },
         obs_norm_clip: clip,
     })
 }

@@ -196,10 +196,11 @@ impl RunDir {
         &self,
         spec: &PolicySpec,
         env_id: &str,
+        env_kwargs: &rl_env::Kwargs,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
-        self.write_policy_as(POLICY_FILE, spec, env_id, weights, obs_norm)
+        self.write_policy_as(POLICY_FILE, spec, env_id, env_kwargs, weights, obs_norm)
     }
 
     /// Writes a policy file called `name` atomically (see
@@ -209,11 +210,13 @@ impl RunDir {
         name: &str,
         spec: &PolicySpec,
         env_id: &str,
+        env_kwargs: &rl_env::Kwargs,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
     ) -> Result<PathBuf, PathError> {
         let path = self.path.join(name);
-        let bytes = crate::storage::policy_file::encode_policy(spec, env_id, weights, obs_norm);
+        let bytes =
+            crate::storage::policy_file::encode_policy(spec, env_id, env_kwargs, weights, obs_norm);
         write_atomically(&self.path, name, &bytes).map_err(|source| PathError {
             path: path.clone(),
             source,

@@ -21,6 +21,7 @@ pub fn evaluate(
     let returns = evaluate_episodes(
         registry,
         &settings.env.id,
+        &settings.env.kwargs,
         policy,
         obs_norm,
         settings.eval.episodes,

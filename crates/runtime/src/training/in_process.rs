@@ -18,7 +18,7 @@ use crate::spec::policy_spec;
 use crate::storage::checkpoint::ResumeFrom;
 use crate::storage::run_dir::{remove_stale_temporaries, train_csv_header, RunDir};
 use crate::training::algorithm::new_algorithm;
-use crate::training::collector::{build_collector, Began, CollectorSource};
+use crate::training::collector::{build_collector, CollectorSource};
 use crate::training::evaluate::evaluate;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
 use crate::training::trainer::Trainer;
@@ -145,7 +145,11 @@ pub fn train_in_process(
     requests: &Requests,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary, RuntimeError> {
-    let envs = registry.make_vec(&settings.env.id, settings.env.num_envs)?;
+    let envs = registry.make_vec_with(
+        &settings.env.id,
+        settings.env.num_envs,
+        &settings.env.kwargs,
+    )?;
     let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
     let learner = new_algorithm(settings, &spec)?;
     let elapsed0 = resume.map_or(0.0, |r| r.checkpoint.elapsed_s);
@@ -153,19 +157,15 @@ pub fn train_in_process(
     if resume.is_none() {
         run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
     }
-    let (collector, began) = build_collector(
+    // Envs that cannot be snapshotted start new episodes on resume; the
+    // command says so.
+    let (collector, _) = build_collector(
         envs,
         spec.clone(),
         settings.run.seed,
         0,
         resume.map(|r| (&r.checkpoint, 0)),
     )?;
-    if began == Began::NewEpisodes {
-        observer.on_message(&format!(
-            "train: {} does not support snapshots: the resumed run starts new episodes",
-            settings.env.id
-        ));
-    }
     let mut source = CollectorSource::new(collector, settings.ppo.num_steps);
     let trainer = Trainer::new(
         settings,
@@ -183,7 +183,7 @@ pub fn train_in_process(
             run_dir,
             run_dir.append_eval_csv()?,
             spec.clone(),
-            &settings.env.id,
+            &settings.env,
             start_unix_s,
         )?,
         observer,

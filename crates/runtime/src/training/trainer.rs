@@ -347,6 +347,7 @@ impl<'a> Trainer<'a> {
         let policy_file = self.run_dir.write_policy(
             &self.spec,
             &self.settings.env.id,
+            &self.settings.env.kwargs,
             &self.learner.acting_weights(),
             self.learner.obs_normalizer(),
         )?;
