@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bench envs [--seconds S] [--env ID]... [--num-envs N]...   env steps/s, single-threaded
-//! bench rollout [--seconds S] [--workers N]... [--envs-per-worker E]... [--num-steps T]
+//! bench rollout [--env ID] [--seconds S] [--workers N]... [--envs-per-worker E]... [--num-steps T]
 //!                                                            worker processes -> receiver
 //! bench broadcast                                            weight publish -> every worker read
 //! bench transport                                            rollout payloads worker -> learner
@@ -23,7 +23,7 @@ use rl_env::Registry;
 
 fn usage() -> &'static str {
     "usage: bench envs [--seconds S] [--env ID]... [--num-envs N]...\n\
-     \x20      bench rollout [--seconds S] [--workers N]... [--envs-per-worker E]... [--num-steps T]\n\
+     \x20      bench rollout [--env ID] [--seconds S] [--workers N]... [--envs-per-worker E]... [--num-steps T]\n\
      \x20      bench broadcast\n\
      \x20      bench transport\n\
      \x20      bench learner-compare [--device cpu|cuda]\n\
@@ -31,9 +31,16 @@ fn usage() -> &'static str {
      Prints JSON lines."
 }
 
+/// The built-in envs and the `gymnasium:` family.
+pub fn registry() -> Registry {
+    let mut registry = Registry::with_builtins();
+    rl_gym::register(&mut registry);
+    registry
+}
+
 fn main() -> ExitCode {
     // Worker processes of `bench rollout` are this executable run again.
-    if let Some(code) = rl_runtime::run_child_if_requested(&Registry::with_builtins()) {
+    if let Some(code) = rl_runtime::run_child_if_requested(&registry()) {
         return ExitCode::from(code);
     }
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,5 +1,7 @@
-//! `bench rollout [--seconds S] [--workers N]... [--envs-per-worker E]...
-//! [--num-steps T]`: env steps per second of CartPole-v1 rollouts with the
+//! `bench rollout [--env ID] [--seconds S] [--workers N]...
+//! [--envs-per-worker E]... [--num-steps T]`: env steps per second of
+//! rollouts (CartPole-v1 unless `--env` names another, such as
+//! `gymnasium:HalfCheetah-v5`) with the
 //! 64-64 tanh actor-critic, collected by real worker processes and delivered
 //! to a receiver that does all the learner does with them but the update
 //! ([`rl_runtime::throughput`]); one JSON line per setting, after one line
@@ -12,6 +14,7 @@ use rl_policy::{Policy, Rollout, RolloutCollector};
 use rl_runtime::{RunDir, TrainSettings};
 
 struct Options {
+    env: String,
     seconds: f64,
     workers: Vec<usize>,
     envs_per_worker: Vec<usize>,
@@ -20,6 +23,7 @@ struct Options {
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
+        env: "CartPole-v1".to_string(),
         seconds: 3.0,
         workers: Vec::new(),
         envs_per_worker: Vec::new(),
@@ -42,6 +46,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .filter(|s: &f64| s.is_finite() && *s > 0.0)
                     .ok_or_else(|| format!("--seconds {value}: expected a positive number"))?
             }
+            "--env" => o.env = value.clone(),
             "--workers" => o.workers.push(number(value)?),
             "--envs-per-worker" => o.envs_per_worker.push(number(value)?),
             "--num-steps" => o.num_steps = number(value)?,
@@ -58,12 +63,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 fn settings(
+    env: &str,
     workers: usize,
     envs_per_worker: usize,
     num_steps: usize,
 ) -> Result<TrainSettings, String> {
     let text = format!(
-        "[env]\nid = \"CartPole-v1\"\nnum_envs = {}\n[network]\nactor_hidden = [64, 64]\ncritic_hidden = [64, 64]\nactivation = \"tanh\"\n[ppo]\nnum_steps = {num_steps}\nnum_minibatches = 1\n[run]\nnum_workers = {workers}\nworker_timeout_s = 60\n",
+        "[env]\nid = {env:?}\nnum_envs = {}\n[network]\nactor_hidden = [64, 64]\ncritic_hidden = [64, 64]\nactivation = \"tanh\"\n[ppo]\nnum_steps = {num_steps}\nnum_minibatches = 1\n[run]\nnum_workers = {workers}\nworker_timeout_s = 60\n",
         workers * envs_per_worker
     );
     toml::from_str(&text).map_err(|e| e.to_string())
@@ -72,18 +78,19 @@ fn settings(
 /// The collector alone, in this process.
 fn in_process(
     registry: &Registry,
+    env: &str,
     envs_per_worker: usize,
     num_steps: usize,
     seconds: f64,
 ) -> Result<(), String> {
-    let s = settings(1, envs_per_worker, num_steps)?;
+    let s = settings(env, 1, envs_per_worker, num_steps)?;
     let spec = rl_runtime::spec_for(registry, &s).map_err(|e| e.to_string())?;
     let mut policy = Policy::new(spec.clone()).map_err(|e| e.to_string())?;
     policy
         .set_weights(&rl_algo::init::initial_weights(&spec, 1, 0.0))
         .map_err(|e| e.to_string())?;
     let envs = registry
-        .make_vec("CartPole-v1", envs_per_worker)
+        .make_vec(env, envs_per_worker)
         .map_err(|e| e.to_string())?;
     let mut collector = RolloutCollector::new(envs, policy, 1, 0).map_err(|e| e.to_string())?;
     let mut rollout = Rollout::default();
@@ -104,6 +111,7 @@ fn in_process(
         serde_json::json!({
             "bench": "rollout_collect",
             "impl": "ours",
+            "env": env,
             "mode": "in_process",
             "workers": 0,
             "envs_per_worker": envs_per_worker,
@@ -123,16 +131,16 @@ pub fn run(args: &[String]) -> Result<(), (u8, String)> {
 }
 
 fn measure(o: &Options) -> Result<(), String> {
-    let registry = Registry::with_builtins();
+    let registry = crate::registry();
     for &e in &o.envs_per_worker {
-        in_process(&registry, e, o.num_steps, o.seconds.min(1.0))?;
+        in_process(&registry, &o.env, e, o.num_steps, o.seconds.min(1.0))?;
     }
     let scratch = std::env::temp_dir().join(format!("ferrorl-bench-{}", std::process::id()));
     let run_dir = RunDir::create(&scratch).map_err(|e| e.to_string())?;
     let result = (|| {
         for &w in &o.workers {
             for &e in &o.envs_per_worker {
-                let s = settings(w, e, o.num_steps)?;
+                let s = settings(&o.env, w, e, o.num_steps)?;
                 let m = rl_runtime::processes::throughput::measure_rollout_throughput(
                     &registry, &s, &run_dir, o.seconds,
                 )
@@ -142,6 +150,7 @@ fn measure(o: &Options) -> Result<(), String> {
                     serde_json::json!({
                         "bench": "rollout_collect",
                         "impl": "ours",
+                        "env": o.env,
                         "mode": "processes",
                         "workers": m.num_workers,
                         "envs_per_worker": m.envs_per_worker,
