@@ -1,6 +1,7 @@
-//! `evaluate FILE [--episodes N] [--seed S] [--env ID] [--render] [--obs CSV]`:
-//! plays a trained policy (a policy file or a checkpoint) deterministically
-//! and prints each episode's return, then their mean and std.
+//! `evaluate FILE [--episodes N] [--seed S] [--env ID] [--render]
+//! [--video OUT.gif] [--obs CSV]`: plays a trained policy (a policy file or
+//! a checkpoint) deterministically and prints each episode's return, then
+//! their mean and std; `--video` records the episodes.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -41,6 +42,14 @@ pub struct EvaluateArgs {
     /// Draw the episodes in the terminal (CartPole-v1 and MountainCar-v0).
     #[arg(long)]
     pub render: bool,
+    /// Record the episodes as an animated GIF (Gymnasium envs through
+    /// `render_mode="rgb_array"`, the built-in envs drawn as Gymnasium
+    /// draws them).
+    #[arg(long, value_name = "OUT.gif")]
+    pub video: Option<PathBuf>,
+    /// Frames a second of the video.
+    #[arg(long, default_value_t = 30.0)]
+    pub video_fps: f64,
     /// Instead of playing, print the policy's outputs and deterministic
     /// action for each observation (one per line) of this CSV file, as JSON
     /// lines: for comparing with another implementation.
@@ -205,11 +214,20 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
     }
     let env_id = args.env.clone().unwrap_or(loaded.env_id.clone());
     // Another env (--env) is made without the policy's env's kwargs.
-    let kwargs = if args.env.is_some() {
+    let mut kwargs = if args.env.is_some() {
         rl_env::Kwargs::new()
     } else {
         loaded.env_kwargs.clone()
     };
+    let mut recorder = match &args.video {
+        Some(path) => Some(crate::video::GifRecorder::new(path, args.video_fps).map_err(usage)?),
+        None => None,
+    };
+    if recorder.is_some() && env_id.starts_with(rl_gym::PREFIX) {
+        kwargs
+            .entry("render_mode")
+            .or_insert_with(|| serde_json::json!("rgb_array"));
+    }
     let mut env = registry
         .make_with(&env_id, &kwargs)
         .map_err(|e| usage(e.to_string()))?;
@@ -269,6 +287,9 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
             .reset(Some(episode_seed(args.seed, k as u64)))
             .map_err(|e| failed(e.to_string()))?;
         let (mut total, mut steps) = (0.0, 0u64);
+        if let Some(r) = recorder.as_mut() {
+            record(&mut env, &env_id, r)?;
+        }
         loop {
             if args.render {
                 if let Some(picture) = env.state().and_then(|s| render(&env_id, &s)) {
@@ -297,6 +318,9 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
             total += step.reward;
             steps += 1;
             obs = step.obs;
+            if let Some(r) = recorder.as_mut() {
+                record(&mut env, &env_id, r)?;
+            }
             let cut = steps >= args.max_episode_steps;
             if step.terminated || step.truncated || cut {
                 let how = if step.terminated {
@@ -321,6 +345,11 @@ fn run(registry: &Registry, args: &EvaluateArgs) -> Result<(), (u8, String)> {
         returns.iter().cloned().fold(f64::INFINITY, f64::min),
         returns.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
     );
+    if let Some(r) = recorder {
+        let frames = r.frames;
+        let path = r.finish().map_err(failed)?;
+        outln!("video: {} ({frames} frames)", path.display());
+    }
     Ok(())
 }
 
@@ -351,5 +380,23 @@ pub fn evaluate_main(registry: &Registry) -> ExitCode {
             errln!("evaluate: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// Adds the env's current frame to the video.
+fn record(
+    env: &mut dyn Env,
+    env_id: &str,
+    recorder: &mut crate::video::GifRecorder,
+) -> Result<(), (u8, String)> {
+    match env.render_rgb() {
+        Ok(Some(frame)) => recorder.push(&frame).map_err(|m| (exit::FAILED, m)),
+        Ok(None) => Err((
+            exit::USAGE,
+            format!(
+                "--video: {env_id} draws no frames; Gymnasium envs and the built-in classic-control envs do (an env of your own: implement Env::render_rgb)"
+            ),
+        )),
+        Err(e) => Err((exit::FAILED, format!("--video: {e}"))),
     }
 }

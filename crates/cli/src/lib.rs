@@ -71,3 +71,4 @@ pub mod config;
 pub mod curves;
 pub mod evaluate;
 pub mod train;
+pub mod video;

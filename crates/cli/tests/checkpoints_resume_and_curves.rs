@@ -292,8 +292,9 @@ fn damaged_checkpoints_are_named_and_resume_falls_back_to_the_newest_valid_one()
 #[test]
 fn sigkill_during_checkpoint_writes_never_loses_the_previous_checkpoint() {
     // Large networks and a checkpoint after every update: kills land while
-    // files are being written.
-    let cfg = config(24, 1, "")
+    // files are being written. Enough updates that a resumed run on a fast
+    // machine (and disk) is still running when the next kill comes.
+    let cfg = config(64, 1, "")
         .replace(
             "[eval]",
             "[network]\nactor_hidden = [400, 400]\ncritic_hidden = [400, 400]\n\n[eval]",

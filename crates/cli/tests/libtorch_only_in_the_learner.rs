@@ -71,7 +71,7 @@ fn with_the_host_engine_no_process_loads_libtorch() {
 }
 
 #[test]
-fn the_commands_do_not_link_libtorch() {
+fn the_commands_link_neither_libtorch_nor_libpython() {
     for binary in [
         env!("CARGO_BIN_EXE_train"),
         env!("CARGO_BIN_EXE_evaluate"),
@@ -86,6 +86,12 @@ fn the_commands_do_not_link_libtorch() {
         assert!(
             !text.contains("libtorch"),
             "{binary} links libtorch:\n{text}"
+        );
+        // Nor libpython: only processes that step Gymnasium envs load it,
+        // through the plugin librl_gym_python.so.
+        assert!(
+            !text.contains("libpython"),
+            "{binary} links libpython:\n{text}"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! `Checked`: the wrapper that makes any `Env` safe to drive from outside.
 
-use crate::{Action, Env, EnvError, Space, Transition};
+use crate::{Action, Env, EnvError, Frame, Space, Transition};
 
 /// Where an env is in its episode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +178,10 @@ impl<E: Env> Env for Checked<E> {
         self.inner.set_state(state, obs)?;
         self.phase = Phase::Running;
         Ok(())
+    }
+
+    fn render_rgb(&mut self) -> Result<Option<Frame>, EnvError> {
+        self.inner.render_rgb()
     }
 
     /// The episode bookkeeping (steps taken, reset/end state) and the inner

@@ -1,6 +1,6 @@
 //! The `Env` trait: what an environment is, with Gymnasium's semantics.
 
-use crate::{Action, EnvError, Space};
+use crate::{Action, EnvError, Frame, Space};
 
 /// What one step produced besides the observation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +95,13 @@ pub trait Env: Send {
         })
     }
 
+    /// A picture of the current state, like Gymnasium's `render()` with
+    /// `render_mode="rgb_array"`; `Ok(None)` (the default) when the env
+    /// draws nothing.
+    fn render_rgb(&mut self) -> Result<Option<Frame>, EnvError> {
+        Ok(None)
+    }
+
     /// `reset_into` into a new vector.
     fn reset(&mut self, seed: Option<u64>) -> Result<Vec<f32>, EnvError> {
         let mut obs = vec![0.0; self.observation_space().flat_dim()];
@@ -143,5 +150,8 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), EnvError> {
         (**self).restore(snapshot)
+    }
+    fn render_rgb(&mut self) -> Result<Option<Frame>, EnvError> {
+        (**self).render_rgb()
     }
 }

@@ -76,14 +76,14 @@ unsafe fn write_text(text: &str, buf: *mut u8, cap: usize) -> usize {
 
 static STARTED: Mutex<Option<Result<(), String>>> = Mutex::new(None);
 
-fn ensure_interpreter(python: &str) -> Result<(), String> {
+fn ensure_interpreter(python: &str, rendering: bool) -> Result<(), String> {
     let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(result) = &*started {
         return result.clone();
     }
     // SAFETY: called once per process, under the lock, before any other use
     // of the interpreter by this plugin.
-    let result = unsafe { start_interpreter(python) };
+    let result = unsafe { start_interpreter(python, rendering) };
     *started = Some(result.clone());
     result
 }
@@ -112,7 +112,7 @@ fn venv_version(python: &str) -> Option<String> {
     })
 }
 
-unsafe fn start_interpreter(python: &str) -> Result<(), String> {
+unsafe fn start_interpreter(python: &str, rendering: bool) -> Result<(), String> {
     // SAFETY: a query that is valid at any time.
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         return Ok(());
@@ -136,8 +136,11 @@ unsafe fn start_interpreter(python: &str) -> Result<(), String> {
             std::env::set_var(var, "1");
         }
     }
-    // MuJoCo renders headless through EGL where there is no display.
-    if std::env::var_os("MUJOCO_GL").is_none() && std::env::var_os("DISPLAY").is_none() {
+    // MuJoCo renders headless through EGL where there is no display (only
+    // when rendering: with MUJOCO_GL set, importing mujoco loads the GL
+    // library, which a machine that never renders need not have).
+    if rendering && std::env::var_os("MUJOCO_GL").is_none() && std::env::var_os("DISPLAY").is_none()
+    {
         std::env::set_var("MUJOCO_GL", "egl");
     }
     let program = CString::new(python).map_err(|_| format!("{python:?} holds a NUL byte"))?;
@@ -255,7 +258,8 @@ struct Bridge {
 }
 
 fn make(request: &MakeRequest) -> Result<Bridge, String> {
-    ensure_interpreter(&request.python)?;
+    let rendering = request.render_mode.is_some() || request.kwargs.contains_key("render_mode");
+    ensure_interpreter(&request.python, rendering)?;
     Python::attach(|py| {
         let module = py
             .import(BRIDGE_MODULE)

@@ -1,18 +1,10 @@
 //! `GymEnv`: one Gymnasium env in this process's interpreter.
 
-use rl_env::{Action, BoxSpace, Env, EnvError, Kwargs, Space, Transition};
+use rl_env::{Action, BoxSpace, Env, EnvError, Frame, Kwargs, Space, Transition};
 
 use crate::abi::{AbiStep, Description, MakeRequest, SpaceDescription};
 use crate::plugin::{plugin, Handle, Plugin};
 use crate::PREFIX;
-
-/// One RGB frame, `height x width x 3` bytes, row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Frame {
-    pub height: usize,
-    pub width: usize,
-    pub rgb: Vec<u8>,
-}
 
 /// A Gymnasium env made by `gymnasium.make(id, **kwargs)`, with its
 /// wrappers (time limit included), stepped in this process's interpreter.
@@ -211,6 +203,12 @@ impl Env for GymEnv {
             return Err(self.error());
         }
         Ok(())
+    }
+
+    /// `env.render()`: the env must have been made with
+    /// `render_mode="rgb_array"` (kwargs or [`GymEnv::make`]'s argument).
+    fn render_rgb(&mut self) -> Result<Option<Frame>, EnvError> {
+        self.render().map(Some)
     }
 
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Transition, EnvError> {

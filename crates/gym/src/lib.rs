@@ -24,7 +24,7 @@ pub mod abi;
 mod env;
 mod plugin;
 
-pub use env::{Frame, GymEnv};
+pub use env::GymEnv;
 pub use plugin::{loaded_from, plugin_candidates};
 
 use std::path::{Path, PathBuf};

@@ -27,7 +27,13 @@ fn policy_bytes() -> Vec<u8> {
     let weights: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
     let mut norm = ObsNormalizer::new(3, 10.0);
     norm.stats.var = vec![1.0, 2.0, 3.0];
-    encode_policy(&spec, "Pendulum-v1", &weights, Some(&norm))
+    let mut kwargs = rl_env::Kwargs::new();
+    kwargs.insert("g".into(), serde_json::json!(9.81));
+    let bytes = encode_policy(&spec, "Pendulum-v1", &kwargs, &weights, Some(&norm));
+    // The kwargs come back with the policy (evaluate makes the env with them).
+    let decoded = rl_runtime::storage::policy_file::decode_policy(&bytes).unwrap();
+    assert_eq!(decoded.env_kwargs, kwargs);
+    bytes
 }
 
 fn checkpoint_bytes() -> Vec<u8> {
@@ -36,6 +42,7 @@ fn checkpoint_bytes() -> Vec<u8> {
     Checkpoint {
         kind: CheckpointKind::Periodic,
         env_id: "Pendulum-v1".into(),
+        env_kwargs: Default::default(),
         spec,
         obs_norm_clip: Some(10.0),
         learner: LearnerState {

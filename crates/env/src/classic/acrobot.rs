@@ -176,6 +176,14 @@ impl Env for Acrobot {
         })
     }
 
+    fn render_rgb(&mut self) -> Result<Option<crate::Frame>, EnvError> {
+        Ok(Some(crate::render::acrobot(
+            &self.state,
+            LINK_LENGTH_1,
+            LINK_LENGTH_1,
+        )))
+    }
+
     fn state(&self) -> Option<Vec<f64>> {
         Some(self.state.to_vec())
     }

@@ -123,6 +123,14 @@ impl Env for CartPole {
         })
     }
 
+    fn render_rgb(&mut self) -> Result<Option<crate::Frame>, EnvError> {
+        Ok(Some(crate::render::cartpole(
+            &self.state,
+            X_THRESHOLD,
+            LENGTH,
+        )))
+    }
+
     fn state(&self) -> Option<Vec<f64>> {
         Some(self.state.to_vec())
     }

@@ -164,6 +164,15 @@ impl Env for MountainCarContinuous {
         })
     }
 
+    fn render_rgb(&mut self) -> Result<Option<crate::Frame>, EnvError> {
+        Ok(Some(crate::render::mountain_car(
+            &self.state,
+            MIN_POSITION,
+            MAX_POSITION,
+            GOAL_POSITION,
+        )))
+    }
+
     fn state(&self) -> Option<Vec<f64>> {
         Some(self.state.to_vec())
     }

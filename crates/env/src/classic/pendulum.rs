@@ -123,6 +123,10 @@ impl Env for Pendulum {
         })
     }
 
+    fn render_rgb(&mut self) -> Result<Option<crate::Frame>, EnvError> {
+        Ok(Some(crate::render::pendulum(&self.state)))
+    }
+
     fn state(&self) -> Option<Vec<f64>> {
         Some(self.state.to_vec())
     }
