@@ -270,3 +270,62 @@ fn resuming_a_gymnasium_run_continues_the_learner_with_new_episodes() {
     assert_eq!(run.train_rows().len(), 10, "6 updates, then 4 more");
     run.assert_nothing_left();
 }
+
+/// `evaluate --video` records every step of the episodes as an animated
+/// GIF, from a Gymnasium env (render_mode="rgb_array") and from a built-in
+/// env (drawn as Gymnasium draws it); any other file type is bad usage.
+#[test]
+fn evaluate_records_videos_of_gymnasium_and_built_in_envs() {
+    let text = config("gymnasium:CartPole-v1", 2, 2, "");
+    let mut run = Run::start("gym-video", &text, &["--set", "run.num_workers=0"], &[]);
+    run.expect_exit(0, Duration::from_secs(120));
+    let policy = run.run_dir.join("policy.safetensors");
+    let evaluate = env!("CARGO_BIN_EXE_evaluate");
+    for env in [None, Some("CartPole-v1")] {
+        let gif = run.scratch.0.join("episode.gif");
+        let mut args = vec![
+            policy.to_str().unwrap(),
+            "--episodes",
+            "1",
+            "--max-episode-steps",
+            "40",
+            "--video",
+            gif.to_str().unwrap(),
+        ];
+        if let Some(id) = env {
+            args.extend(["--env", id]);
+        }
+        let out = run_to_end(evaluate, &args, Duration::from_secs(120));
+        assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let steps: usize = stdout
+            .split("episode 0: return ")
+            .nth(1)
+            .and_then(|rest| rest.split(" (").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no episode line in\n{stdout}"));
+        assert!(
+            stdout.contains(&format!("({} frames)", steps + 1)),
+            "{env:?}: one frame after the reset and one a step\n{stdout}"
+        );
+        let bytes = std::fs::read(&gif).unwrap();
+        assert_eq!(&bytes[..6], b"GIF89a");
+        // The logical screen is Gymnasium's CartPole frame, 600x400.
+        assert_eq!(
+            (
+                u16::from_le_bytes([bytes[6], bytes[7]]),
+                u16::from_le_bytes([bytes[8], bytes[9]])
+            ),
+            (600, 400)
+        );
+        std::fs::remove_file(&gif).unwrap();
+    }
+    let out = run_to_end(
+        evaluate,
+        &[policy.to_str().unwrap(), "--video", "out.mp4"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only GIF"));
+}

@@ -31,7 +31,8 @@ fn policy_bytes() -> Vec<u8> {
     kwargs.insert("g".into(), serde_json::json!(9.81));
     let bytes = encode_policy(&spec, "Pendulum-v1", &kwargs, &weights, Some(&norm));
     // The kwargs come back with the policy (evaluate makes the env with them).
-    let decoded = rl_runtime::storage::policy_file::decode_policy(&bytes).unwrap();
+    let decoded =
+        rl_runtime::storage::policy_file::decode_policy(&bytes).expect("the policy decodes");
     assert_eq!(decoded.env_kwargs, kwargs);
     bytes
 }
