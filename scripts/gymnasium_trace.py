@@ -16,6 +16,10 @@ import gymnasium as gym
 
 def main():
     request = json.loads(sys.argv[1])
+    if request["id"].startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
     env = gym.make(request["id"], **request["kwargs"])
     obs, _ = env.reset(seed=request["seed"])
     print(json.dumps({"reset": np.asarray(obs, dtype=np.float64).ravel().tolist()}))

@@ -3,7 +3,10 @@
 //! plain Python (scripts/gymnasium_trace.py, run by the project's Python)
 //! give identical observations (as f32), rewards and flags, on CartPole-v1
 //! and on the MuJoCo env HalfCheetah-v5, including Gymnasium's TimeLimit
-//! truncation (set short through `max_episode_steps` in the kwargs).
+//! truncation (set short through `max_episode_steps` in the kwargs); and on
+//! the Box2D and Atari envs `scripts/setup` installs (LunarLander-v3 with
+//! continuous actions, ALE/Pong-v5 with RAM observations, sticky actions
+//! included).
 
 use std::path::Path;
 use std::process::Command;
@@ -72,7 +75,11 @@ fn check(id: &str, kwargs: Kwargs, seed: u64, steps: usize) -> (usize, usize, us
     let actions: Vec<Value> = (0..steps)
         .map(|_| {
             if discrete {
-                json!((lcg(&mut state) * 2.0) as i64)
+                let n = match envs.action_space() {
+                    rl_env::Space::Discrete { n } => *n as f64,
+                    _ => 2.0,
+                };
+                json!((lcg(&mut state) * n) as i64)
             } else {
                 json!((0..dim)
                     .map(|_| (lcg(&mut state) * 2.0 - 1.0) as f32)
@@ -156,4 +163,22 @@ fn halfcheetah_matches_gymnasium_step_for_step() {
     kwargs.insert("max_episode_steps".into(), json!(40));
     let (_, _, truncated) = check("HalfCheetah-v5", kwargs, 3, 130);
     assert_eq!(truncated, 3);
+}
+
+#[test]
+fn box2d_lunar_lander_matches_gymnasium_step_for_step() {
+    let mut kwargs = Kwargs::new();
+    kwargs.insert("continuous".into(), json!(true));
+    kwargs.insert("max_episode_steps".into(), json!(60));
+    let (_, terminated, truncated) = check("LunarLander-v3", kwargs, 11, 200);
+    assert!(terminated + truncated > 0);
+}
+
+#[test]
+fn atari_pong_matches_gymnasium_step_for_step() {
+    let mut kwargs = Kwargs::new();
+    kwargs.insert("obs_type".into(), json!("ram"));
+    kwargs.insert("max_episode_steps".into(), json!(50));
+    let (_, _, truncated) = check("ALE/Pong-v5", kwargs, 5, 120);
+    assert_eq!(truncated, 2);
 }
