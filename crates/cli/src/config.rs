@@ -122,9 +122,33 @@ fn apply_override(doc: &mut DocumentMut, raw: &str) -> Result<(String, String), 
         format!("--set {raw}: expected table.key=value, e.g. --set ppo.learning_rate=3e-4")
     })?;
     let parts: Vec<&str> = path.trim().split('.').collect();
+    // `env.kwargs.NAME=VALUE`: one keyword argument of `[env.kwargs]`.
+    if let ["env", "kwargs", name] = parts[..] {
+        if name.is_empty() {
+            return Err(format!("--set {raw}: expected env.kwargs.NAME=VALUE"));
+        }
+        let value = value.trim();
+        let parsed: toml_edit::Value = value
+            .parse()
+            .unwrap_or_else(|_| toml_edit::Value::from(value));
+        let env = doc
+            .entry("env")
+            .or_insert_with(|| Item::Table(toml_edit::Table::new()));
+        let Some(env) = env.as_table_mut() else {
+            return Err(format!("--set {raw}: 'env' is not a table"));
+        };
+        let kwargs = env
+            .entry("kwargs")
+            .or_insert_with(|| Item::Table(toml_edit::Table::new()));
+        let Some(kwargs) = kwargs.as_table_like_mut() else {
+            return Err(format!("--set {raw}: [env] kwargs is not a table"));
+        };
+        kwargs.insert(name, Item::Value(parsed));
+        return Ok(("env".to_string(), "kwargs".to_string()));
+    }
     let [table, key] = parts[..] else {
         return Err(format!(
-            "--set {raw}: the key must be table.key (e.g. ppo.learning_rate), got '{}'",
+            "--set {raw}: the key must be table.key (e.g. ppo.learning_rate) or env.kwargs.NAME, got '{}'",
             path.trim()
         ));
     };

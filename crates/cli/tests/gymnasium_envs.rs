@@ -62,33 +62,50 @@ fn deterministic_columns(rows: &[Vec<String>]) -> Vec<Vec<String>> {
 /// Gymnasium's CartPole is deterministic given its seeds, so the bridge
 /// must keep the runtime's guarantee: the same weights and curves whether
 /// the envs step in this process or in 1 or 2 worker processes (each
-/// with its own interpreter). The kwargs reach every process: a 60-step
-/// time limit truncates episodes that CartPole's own 500 would not.
+/// with its own interpreter). The kwargs reach every process: a 15-step
+/// time limit truncates most episodes, which CartPole's own 500 would not; the
+/// worker runs get it from `--set env.kwargs.max_episode_steps=15`, the
+/// same as the table.
 #[test]
 fn gymnasium_cartpole_trains_bit_identically_on_0_1_and_2_workers() {
     let text = config(
         "gymnasium:CartPole-v1",
         4,
         10,
-        "[env.kwargs]\nmax_episode_steps = 60\n",
+        "[env.kwargs]\nmax_episode_steps = 15\n",
     );
     let mut single = Run::start("gym-0", &text, &["--set", "run.num_workers=0"], &[]);
     single.expect_exit(0, Duration::from_secs(180));
     let expected_policy = std::fs::read(single.run_dir.join("policy.safetensors")).unwrap();
     let expected_rows = deterministic_columns(&single.train_rows());
     assert_eq!(expected_rows.len(), 10, "{}", single.output());
-    let lengths: Vec<f64> = std::fs::read_to_string(single.run_dir.join("train.csv"))
-        .unwrap()
+    // CartPole pays 1 a step: no episode returns more than the limit.
+    let text_csv = std::fs::read_to_string(single.run_dir.join("train.csv")).unwrap();
+    let header: Vec<&str> = text_csv.lines().next().unwrap().split(',').collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "episode_return_mean")
+        .unwrap();
+    let returns: Vec<f64> = text_csv
         .lines()
         .skip(1)
-        .filter_map(|l| l.split(',').nth(5).and_then(|v| v.parse().ok()))
+        .filter_map(|l| l.split(',').nth(column).and_then(|v| v.parse().ok()))
         .collect();
-    assert!(!lengths.is_empty());
+    assert!(
+        !returns.is_empty() && returns.iter().all(|r| *r <= 15.0),
+        "{returns:?}"
+    );
+    let without_kwargs = config("gymnasium:CartPole-v1", 4, 10, "");
     for workers in [1, 2] {
         let mut multi = Run::start(
             "gym-n",
-            &text,
-            &["--set", &format!("run.num_workers={workers}")],
+            &without_kwargs,
+            &[
+                "--set",
+                &format!("run.num_workers={workers}"),
+                "--set",
+                "env.kwargs.max_episode_steps=15",
+            ],
             &[],
         );
         multi.expect_exit(0, Duration::from_secs(180));
