@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{run_to_end, shown, Run, Scratch, TRAIN};
+use common::{deterministic_columns, run_to_end, shown, Run, Scratch, TRAIN};
 
 /// The folder of the misbehaving test envs (ferrorl_test_envs.py).
 fn test_envs() -> String {
@@ -44,19 +44,6 @@ worker_timeout_s = 30
 "#,
         num_envs as u64 * 32 * updates
     )
-}
-
-/// Everything but the timing columns of `train.csv`.
-fn deterministic_columns(rows: &[Vec<String>]) -> Vec<Vec<String>> {
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != 0 && *i != 3)
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .collect()
 }
 
 /// Gymnasium's CartPole is deterministic given its seeds, so the bridge

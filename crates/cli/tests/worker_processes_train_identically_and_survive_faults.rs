@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{column, process_state, Run};
+use common::{column, deterministic_columns, process_state, Run};
 
 /// CartPole, 4 envs over 2 workers, 128 env steps per update; a worker
 /// deadline long enough that a loaded CI machine never trips it by itself.
@@ -71,19 +71,6 @@ fn learner_workers_and_evaluator_run_as_separate_named_processes() {
     run.signal("INT", run.child.id());
     run.expect_exit(130, Duration::from_secs(60));
     run.assert_nothing_left();
-}
-
-/// Everything but the timing columns of `train.csv`.
-fn deterministic_columns(rows: &[Vec<String>]) -> Vec<Vec<String>> {
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != 0 && *i != 3)
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .collect()
 }
 
 /// The proof that no step is lost, duplicated or reordered: the same seed

@@ -141,19 +141,26 @@ impl Drop for GymEnv {
     }
 }
 
-fn bound(x: Option<f64>, infinite: f32) -> f32 {
-    x.map_or(infinite, |v| v as f32)
+/// A described `Box` as ours (`None` bounds are infinite).
+fn box_space(low: &[Option<f64>], high: &[Option<f64>], shape: &[usize]) -> Space {
+    let bounds = |xs: &[Option<f64>], infinite: f32| -> Vec<f32> {
+        xs.iter()
+            .map(|x| x.map_or(infinite, |v| v as f32))
+            .collect()
+    };
+    Space::Box(BoxSpace::new(
+        bounds(low, f32::NEG_INFINITY),
+        bounds(high, f32::INFINITY),
+        shape.to_vec(),
+    ))
 }
 
+/// Observations: a `Box`, or the one-hot vector of a `Discrete(n)`.
 fn observation_space(d: &SpaceDescription) -> Space {
     match d {
         SpaceDescription::Box {
             low, high, shape, ..
-        } => Space::Box(BoxSpace::new(
-            low.iter().map(|x| bound(*x, f32::NEG_INFINITY)).collect(),
-            high.iter().map(|x| bound(*x, f32::INFINITY)).collect(),
-            shape.clone(),
-        )),
+        } => box_space(low, high, shape),
         SpaceDescription::Discrete { n, .. } => {
             Space::Box(BoxSpace::uniform(0.0, 1.0, *n as usize))
         }
@@ -164,11 +171,7 @@ fn action_space(d: &SpaceDescription) -> Result<Space, String> {
     Ok(match d {
         SpaceDescription::Box {
             low, high, shape, ..
-        } => Space::Box(BoxSpace::new(
-            low.iter().map(|x| bound(*x, f32::NEG_INFINITY)).collect(),
-            high.iter().map(|x| bound(*x, f32::INFINITY)).collect(),
-            shape.clone(),
-        )),
+        } => box_space(low, high, shape),
         SpaceDescription::Discrete { n, .. } => Space::Discrete {
             n: usize::try_from(*n).map_err(|_| format!("Discrete({n}) is too large"))?,
         },

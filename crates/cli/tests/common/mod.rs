@@ -395,3 +395,17 @@ pub fn cartpole_config(updates: u64, settings: &[&str]) -> String {
     }
     text
 }
+
+/// Every column of `train.csv` rows but the timing ones (`time_s`,
+/// `steps_per_s`).
+pub fn deterministic_columns(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 0 && *i != 3)
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .collect()
+}
