@@ -177,6 +177,12 @@ impl Channel {
         if buf.len() < MAX_MESSAGE {
             buf.resize(MAX_MESSAGE, 0);
         }
+        // A peer that exits with messages of ours unread makes the kernel
+        // report ECONNRESET on our next receive, before the messages the
+        // peer sent us that are still queued (the error is reported once):
+        // read on, so that a child's last words (the learner's `Stopped`)
+        // are not lost to a message it never read.
+        let mut reset_reported = false;
         loop {
             let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
             let mut iov = [IoSliceMut::new(buf)];
@@ -188,6 +194,10 @@ impl Channel {
             ) {
                 Ok(msg) => msg,
                 Err(Errno::EINTR) => continue,
+                Err(Errno::ECONNRESET) if !reset_reported => {
+                    reset_reported = true;
+                    continue;
+                }
                 Err(Errno::ECONNRESET) => return Err(ChannelError::Closed),
                 Err(e) => return Err(e.into()),
             };

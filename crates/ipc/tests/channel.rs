@@ -169,3 +169,23 @@ fn malformed_messages_are_errors_not_panics() {
     // SAFETY: `raw` is ours; from_inherited closes it on failure.
     assert!(unsafe { Channel::from_inherited(raw) }.is_err());
 }
+
+/// A peer that exits with a message of ours still unread: the kernel
+/// reports ECONNRESET on our next receive, ahead of the messages the peer
+/// sent before it exited. Those last words must still arrive (the
+/// learner's `Stopped`, with a `SaveBest` it never read left behind), and
+/// only then the channel reads as closed.
+#[test]
+fn a_peers_last_messages_arrive_even_when_it_exits_with_ours_unread() {
+    let (ours, theirs) = Channel::pair().unwrap();
+    ours.send(b"never read", &[]).unwrap();
+    theirs.send(b"last words", &[]).unwrap();
+    drop(theirs);
+    let mut buf = Vec::new();
+    let got = ours.recv(&mut buf, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(&buf[..got.len], b"last words");
+    assert!(matches!(
+        ours.recv(&mut buf, Some(Duration::from_secs(5))),
+        Err(ChannelError::Closed)
+    ));
+}
