@@ -29,7 +29,6 @@ pub struct GymEnv {
     plugin: &'static Plugin,
     handle: Handle,
     name: String,
-    description: Description,
     observation_space: Space,
     action_space: Space,
 }
@@ -67,37 +66,23 @@ impl GymEnv {
         if handle.is_null() {
             return Err(fail(plugin.last_error()));
         }
-        let mut env = GymEnv {
+        let spaces = describe(plugin, handle)
+            .and_then(|d| Ok((observation_space(&d.observation), action_space(&d.action)?)));
+        let (observation_space, action_space) = match spaces {
+            Ok(spaces) => spaces,
+            Err(message) => {
+                // SAFETY: the handle is live and not used again.
+                unsafe { (plugin.close)(handle) };
+                return Err(fail(message));
+            }
+        };
+        Ok(GymEnv {
             plugin,
             handle,
-            name: name.clone(),
-            description: Description {
-                observation: SpaceDescription::Discrete { n: 1, start: 0 },
-                action: SpaceDescription::Discrete { n: 1, start: 0 },
-                max_episode_steps: None,
-            },
-            observation_space: Space::Discrete { n: 1 },
-            action_space: Space::Discrete { n: 1 },
-        };
-        let mut buf = vec![0u8; 1 << 16];
-        // SAFETY: the buffer is valid for its length; the handle is live.
-        let mut n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
-        if n > buf.len() {
-            buf = vec![0u8; n];
-            // SAFETY: as above.
-            n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
-        }
-        buf.truncate(n);
-        env.description = serde_json::from_slice(&buf)
-            .map_err(|e| fail(format!("the bridge described the env unreadably: {e}")))?;
-        env.observation_space = observation_space(&env.description.observation);
-        env.action_space = action_space(&env.description.action).map_err(&fail)?;
-        Ok(env)
-    }
-
-    /// The spaces and time limit as Gymnasium gave them.
-    pub fn description(&self) -> &Description {
-        &self.description
+            name,
+            observation_space,
+            action_space,
+        })
     }
 
     /// `env.render()` of an env made with `render_mode = "rgb_array"`.
@@ -139,6 +124,21 @@ impl Drop for GymEnv {
         // SAFETY: the handle is live and not used again.
         unsafe { (self.plugin.close)(self.handle) }
     }
+}
+
+/// The env's spaces and time limit, as the plugin describes them.
+fn describe(plugin: &Plugin, handle: Handle) -> Result<Description, String> {
+    let mut buf = vec![0u8; 1 << 16];
+    // SAFETY: the buffer is valid for its length; the handle is live.
+    let mut n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
+    if n > buf.len() {
+        buf = vec![0u8; n];
+        // SAFETY: as above.
+        n = unsafe { (plugin.describe)(handle, buf.as_mut_ptr(), buf.len()) };
+    }
+    buf.truncate(n);
+    serde_json::from_slice(&buf)
+        .map_err(|e| format!("the bridge described the env unreadably: {e}"))
 }
 
 /// A described `Box` as ours (`None` bounds are infinite).

@@ -25,7 +25,7 @@ mod env;
 mod plugin;
 
 pub use env::GymEnv;
-pub use plugin::{loaded_from, plugin_candidates};
+pub use plugin::plugin_candidates;
 
 use std::path::{Path, PathBuf};
 

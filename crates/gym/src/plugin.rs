@@ -10,7 +10,6 @@ use crate::abi::{AbiStep, ABI_VERSION, PLUGIN_FILE};
 pub(crate) type Handle = *mut c_void;
 
 pub(crate) struct Plugin {
-    path: PathBuf,
     last_error: unsafe extern "C" fn(*mut u8, usize) -> usize,
     pub(crate) make: unsafe extern "C" fn(*const u8, usize) -> Handle,
     pub(crate) describe: unsafe extern "C" fn(Handle, *mut u8, usize) -> usize,
@@ -100,7 +99,6 @@ fn open(path: &Path) -> Result<Plugin, String> {
         ));
     }
     Ok(Plugin {
-        path: path.to_path_buf(),
         last_error: symbol!("ferrorl_gym_last_error"),
         make: symbol!("ferrorl_gym_make"),
         describe: symbol!("ferrorl_gym_describe"),
@@ -141,10 +139,4 @@ pub(crate) fn plugin() -> Result<&'static Plugin, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
-}
-
-/// Where the plugin was loaded from in this process, if it was (for tests
-/// and checks).
-pub fn loaded_from() -> Option<PathBuf> {
-    PLUGIN.get()?.as_ref().ok().map(|p| p.path.clone())
 }
