@@ -86,8 +86,15 @@ def load_policy(path):
         return net
 
     obs_dim, outputs = int(meta["obs_dim"]), int(meta["action_outputs"])
+    # SAC's actor outputs the means, then the log-stds.
+    if meta["action_head"] == "squashed_gaussian":
+        outputs *= 2
     actor = mlp("actor", [obs_dim] + json.loads(meta["actor_hidden"]) + [outputs])
-    critic = mlp("critic", [obs_dim] + json.loads(meta["critic_hidden"]) + [1])
+    # The off-policy algorithms' policies have no critic (their Q-networks
+    # are in the checkpoints only).
+    critic = None
+    if meta["action_head"] in ("categorical", "gaussian"):
+        critic = mlp("critic", [obs_dim] + json.loads(meta["critic_hidden"]) + [1])
     norm = None
     if meta["obs_norm_clip"] != "none":
         norm = (tensors["obs_norm.mean"], tensors["obs_norm.var"], float(meta["obs_norm_clip"]))
@@ -118,18 +125,31 @@ def check_interop(run, evaluate):
         mean, var, clip = norm
         x = ((x - mean) / torch.sqrt(var + 1e-8)).clamp(-clip, clip)
     x = x.float()
+    head = meta["action_head"]
     with torch.no_grad():
         outputs = actor(x)
-        values = critic(x).squeeze(-1)
-    gaussian = meta["action_head"] == "gaussian"
+        values = critic(x).squeeze(-1) if critic is not None else torch.zeros(len(x))
+        if head in ("squashed_gaussian", "deterministic"):
+            # CleanRL's actors: tanh of the mean (SAC) or output (TD3), scaled
+            # into the bounds by the action_scale and action_bias buffers.
+            dim = int(meta["action_outputs"])
+            tensors = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(policy))
+            squashed = torch.tanh(outputs[:, :dim]) * tensors["action_scale"] + tensors["action_bias"]
     for i, row in enumerate(ours):
         theirs = outputs[i].tolist()
         if not all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-4) for a, b in zip(row["outputs"], theirs)):
             fail(f"observation {i}: our actor outputs {row['outputs']}, PyTorch's {theirs}")
         if not math.isclose(row["value"], float(values[i]), rel_tol=1e-4, abs_tol=1e-4):
             fail(f"observation {i}: our value {row['value']}, PyTorch's {float(values[i])}")
-        action = theirs if gaussian else [float(int(torch.argmax(outputs[i])))]
-        if not gaussian and row["action"] != action:
+        if head == "gaussian":
+            continue
+        if head in ("squashed_gaussian", "deterministic"):
+            action = squashed[i].tolist()
+            if not all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-4) for a, b in zip(row["action"], action)):
+                fail(f"observation {i}: our action {row['action']}, PyTorch's {action}")
+            continue
+        action = [float(int(torch.argmax(outputs[i])))]
+        if row["action"] != action:
             # A tie within float tolerance could flip an argmax; none is expected.
             fail(f"observation {i}: our action {row['action']}, PyTorch's {action}")
     print(f"interop: {policy} loads into nn.Sequential; {len(ours)} observations give the same outputs and actions")

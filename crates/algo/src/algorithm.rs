@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use rl_policy::{ObsNormalizer, Rollout, RunningMeanStd};
+use rl_policy::{Exploration, ObsNormalizer, Rollout, RunningMeanStd};
 
 use crate::divergence::Divergence;
 
@@ -55,8 +55,10 @@ impl Stats {
 }
 
 /// Everything a learner needs to continue exactly where it was: what a
-/// checkpoint holds of it. (Its shape is PPO's: one network, one Adam;
-/// the off-policy algorithms will add their tensors, see ARCHITECTURE.md.)
+/// checkpoint holds of it. PPO's state is the named fields (one network,
+/// one Adam, the normalisers); the off-policy algorithms keep their acting
+/// weights in `weights` and everything else (networks, target networks,
+/// Adam moments, alpha, the replay buffer) in `tensors` and `counters`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnerState {
     /// Parameters, flat in layout order.
@@ -73,6 +75,28 @@ pub struct LearnerState {
     pub rng: [u64; 4],
     /// Updates done: the position in the learning-rate and clip schedules.
     pub updates_done: u64,
+    /// The algorithm's own flat tensors, by name (empty for PPO).
+    pub tensors: Vec<(String, Vec<f32>)>,
+    /// The algorithm's own counters, by name (empty for PPO).
+    pub counters: Vec<(String, u64)>,
+}
+
+impl LearnerState {
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&[f32]> {
+        self.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The counter called `name`.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
 }
 
 /// Why [`PpoLearner::update`] did not update. Either way the learner is
@@ -112,6 +136,14 @@ pub trait Algorithm {
     /// The observation statistics collectors normalise with, when
     /// observations are normalised.
     fn obs_normalizer(&self) -> Option<&ObsNormalizer>;
+    /// How collectors explore in the next round (off-policy heads only).
+    fn exploration(&self) -> Exploration {
+        Exploration::default()
+    }
+    /// Updates per `train.csv` row (the row has their mean statistics).
+    fn updates_per_row(&self) -> u64 {
+        1
+    }
     /// One update on experience collected with the current acting policy.
     /// All or nothing: `abandon` is asked between gradient steps; when it
     /// says so, or a number goes non-finite, the algorithm goes back to its
@@ -124,8 +156,10 @@ pub trait Algorithm {
     /// These envs (global indices) started fresh episodes (a replaced
     /// worker's): per-env running quantities restart.
     fn envs_restarted(&mut self, envs: Range<usize>);
-    /// Its whole state, for a checkpoint.
-    fn state(&self) -> LearnerState;
+    /// Its whole state, for a checkpoint; without what is only needed to
+    /// continue exactly and may be large (the replay buffer) when `lean`
+    /// (the states kept at evaluation points).
+    fn state(&self, lean: bool) -> LearnerState;
     /// Continues from a state of the same architecture and settings; an
     /// error says what does not fit.
     fn restore(&mut self, state: &LearnerState) -> Result<(), String>;

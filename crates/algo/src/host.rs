@@ -313,7 +313,9 @@ impl HostGradient {
                     entropies[i] = entropy;
                 }
             }
-            ActionHead::Gaussian { dim } => {
+            // PPO's heads only (PpoLearner refuses the others).
+            _ => {
+                let dim = self.spec.head.action_dim();
                 let ls = &weights[self.log_std.unwrap_or(0)..self.log_std.unwrap_or(0) + dim];
                 let entropy: f32 = ls.iter().map(|s| s + 0.5 + HALF_LOG_2PI).sum();
                 for i in 0..batch {
@@ -394,7 +396,9 @@ impl HostGradient {
                     }
                 }
             }
-            ActionHead::Gaussian { dim } => {
+            // PPO's heads only (PpoLearner refuses the others).
+            _ => {
+                let dim = self.spec.head.action_dim();
                 let offset = self.log_std.unwrap_or(0);
                 let ls: Vec<f32> = weights[offset..offset + dim].to_vec();
                 let mut d_log_std = vec![0.0_f32; dim];

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod gae;
 pub mod host;
 pub mod init;
+pub mod offpolicy;
 pub mod ppo;
 pub mod validate;
 

@@ -257,6 +257,20 @@ pub fn load_text(
     if let Some(seed) = seed {
         settings.run.seed = seed;
     }
+    // The [network] keys a config leaves out take its algorithm's
+    // defaults (CleanRL's networks for SAC, TD3 and DQN).
+    let given = |key: &str| doc.get("network").and_then(|t| t.get(key)).is_some();
+    let defaults = rl_runtime::settings::NetworkSettings::for_algo(&settings.run.algo);
+    if !given("actor_hidden") {
+        settings.network.actor_hidden = defaults.actor_hidden;
+    }
+    if !given("critic_hidden") {
+        settings.network.critic_hidden = defaults.critic_hidden;
+    }
+    if !given("activation") {
+        settings.network.activation = defaults.activation;
+    }
+    settings.complete();
 
     let mut problems: Vec<String> = settings
         .validate()

@@ -122,10 +122,9 @@ pub fn load_policy(file: &std::path::Path) -> Result<LoadedPolicy, String> {
 }
 
 fn check_spaces(spec: &PolicySpec, env_id: &str, env: &dyn Env) -> Result<(), String> {
-    let head_fits = match (spec.head, env.action_space()) {
-        (ActionHead::Categorical { n }, Space::Discrete { n: m }) => n == *m,
-        (ActionHead::Gaussian { dim }, Space::Box(b)) => dim == b.flat_dim(),
-        _ => false,
+    let head_fits = match env.action_space() {
+        Space::Discrete { n } => spec.head.is_discrete() && spec.head.size() == *n,
+        Space::Box(b) => !spec.head.is_discrete() && spec.head.size() == b.flat_dim(),
     };
     let obs_dim = env.observation_space().flat_dim();
     if !head_fits || obs_dim != spec.obs_dim {
@@ -357,6 +356,9 @@ fn spec_summary(spec: &PolicySpec) -> String {
     let head = match spec.head {
         ActionHead::Categorical { n } => format!("Categorical({n})"),
         ActionHead::Gaussian { dim } => format!("Gaussian({dim})"),
+        ActionHead::SquashedGaussian { dim } => format!("SAC squashed Gaussian({dim})"),
+        ActionHead::Deterministic { dim } => format!("TD3 deterministic({dim})"),
+        ActionHead::QValues { n } => format!("DQN Q-values({n})"),
     };
     format!(
         "actor {:?}, critic {:?}, {}, {head}",

@@ -289,6 +289,14 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
                         loaded.settings.env.id
                     );
                 }
+                if loaded.settings.off_policy().is_some()
+                    && c.learner.tensor("replay.rewards").is_none()
+                {
+                    outln!(
+                        "the checkpoint holds no replay buffer ([{}] save_replay = false, the buffer was larger than save_replay_max_mb, or it is a best checkpoint): the learner continues with an empty one",
+                        loaded.settings.run.algo
+                    );
+                }
                 Some(plan.from)
             }
             Err(e) => {

@@ -9,12 +9,13 @@
 //!  16  weights_version u64
 //!  24  num_steps u32        28  num_envs u32
 //!  32  obs_dim u32          36  action_dim u32
-//!  40  num_episodes u32     44  reserved u32
+//!  40  num_episodes u32     44  flags u32 (bit 0: final_obs present)
 //!  48  payload_len u64      56  snapshot_len u64
 //! payload, T = num_steps, E = num_envs
 //!   obs f32[T*E*obs_dim] | actions f32[T*E*action_dim] | log_probs f32[T*E]
 //!   | values f32[T*E] | rewards f32[T*E] | final_values f32[T*E]
 //!   | last_obs f32[E*obs_dim] | last_values f32[E]
+//!   | final_obs f32[T*E*obs_dim] (only with flag bit 0: off-policy heads)
 //!   | terminated u8[T*E] | truncated u8[T*E]
 //!   | episodes (return f64, length u32, step u32, env u32)[num_episodes]
 //! then, in the slot, snapshot_len bytes: the worker's collector snapshot
@@ -64,6 +65,9 @@ pub struct RolloutHeader {
     pub obs_dim: u32,
     pub action_dim: u32,
     pub num_episodes: u32,
+    /// Whether the payload holds final observations (off-policy
+    /// collectors; see `Rollout::final_obs`).
+    pub final_obs: bool,
     pub payload_len: u64,
     /// Bytes of the collector snapshot that follow the payload in the slot
     /// (0: none).
@@ -71,14 +75,23 @@ pub struct RolloutHeader {
 }
 
 /// Bytes of a payload with these sizes, if it can exist at all.
-pub fn payload_len(t: usize, e: usize, od: usize, ad: usize, episodes: usize) -> Option<u64> {
+pub fn payload_len(
+    t: usize,
+    e: usize,
+    od: usize,
+    ad: usize,
+    episodes: usize,
+    final_obs: bool,
+) -> Option<u64> {
     let te = t.checked_mul(e)?;
+    let final_floats = if final_obs { te.checked_mul(od)? } else { 0 };
     let floats = te
         .checked_mul(od)?
         .checked_add(te.checked_mul(ad)?)?
         .checked_add(te.checked_mul(4)?)?
         .checked_add(e.checked_mul(od)?)?
-        .checked_add(e)?;
+        .checked_add(e)?
+        .checked_add(final_floats)?;
     let bytes = floats
         .checked_mul(4)?
         .checked_add(te.checked_mul(2)?)?
@@ -87,9 +100,9 @@ pub fn payload_len(t: usize, e: usize, od: usize, ad: usize, episodes: usize) ->
 }
 
 /// The largest payload a rollout of these sizes can have (every env ending
-/// an episode at every step).
+/// an episode at every step, final observations kept).
 pub fn max_payload_len(t: usize, e: usize, od: usize, ad: usize) -> Option<u64> {
-    payload_len(t, e, od, ad, t.checked_mul(e)?)
+    payload_len(t, e, od, ad, t.checked_mul(e)?, true)
 }
 
 fn u32_at(h: &[u8], at: usize) -> u32 {
@@ -126,11 +139,13 @@ impl RolloutHeader {
             && r.terminated.len() == te
             && r.truncated.len() == te
             && r.last_obs.len() == e * od
-            && r.last_values.len() == e;
+            && r.last_values.len() == e
+            && (r.final_obs.is_empty() || r.final_obs.len() == te * od);
         if !consistent {
             return Err(malformed("the rollout's arrays do not match its sizes"));
         }
-        let payload_len = payload_len(t, e, od, ad, r.episodes.len())
+        let final_obs = !r.final_obs.is_empty();
+        let payload_len = payload_len(t, e, od, ad, r.episodes.len(), final_obs)
             .filter(|l| *l <= MAX_PAYLOAD)
             .ok_or_else(|| malformed("the rollout is larger than a message may be"))?;
         Ok(RolloutHeader {
@@ -142,6 +157,7 @@ impl RolloutHeader {
             obs_dim: to_u32(od, "obs_dim")?,
             action_dim: to_u32(ad, "action_dim")?,
             num_episodes: to_u32(r.episodes.len(), "num_episodes")?,
+            final_obs,
             payload_len,
             snapshot_len: 0,
         })
@@ -163,6 +179,7 @@ impl RolloutHeader {
         ] {
             h[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
+        h[44..48].copy_from_slice(&u32::from(self.final_obs).to_le_bytes());
         h[48..56].copy_from_slice(&self.payload_len.to_le_bytes());
         h[56..64].copy_from_slice(&self.snapshot_len.to_le_bytes());
         h
@@ -187,7 +204,12 @@ impl RolloutHeader {
                 u32_at(bytes, 4)
             )));
         }
+        let flags = u32_at(bytes, 44);
+        if flags > 1 {
+            return Err(malformed(format!("unknown flags {flags:#x}")));
+        }
         let header = RolloutHeader {
+            final_obs: flags == 1,
             worker: u32_at(bytes, 8),
             generation: u32_at(bytes, 12),
             weights_version: u64_at(bytes, 16),
@@ -216,8 +238,8 @@ impl RolloutHeader {
 
     fn check(&self) -> Result<(), FrameError> {
         let [t, e, od, ad, episodes] = self.sizes();
-        let expected =
-            payload_len(t, e, od, ad, episodes).ok_or_else(|| malformed("sizes overflow"))?;
+        let expected = payload_len(t, e, od, ad, episodes, self.final_obs)
+            .ok_or_else(|| malformed("sizes overflow"))?;
         if self.payload_len != expected {
             return Err(malformed(format!(
                 "payload of {} bytes, but the sizes (T={t}, E={e}, obs {od}, action {ad}, {episodes} episodes) need {expected}",
@@ -303,11 +325,11 @@ fn f32_bytes(values: &[f32]) -> &[u8] {
 pub(crate) fn encode_payload(r: &Rollout, header: &RolloutHeader, sink: &mut Sink) {
     debug_assert_eq!(sink.len as u64, header.payload_len);
     #[cfg(target_endian = "little")]
-    for values in float_arrays(r) {
+    for values in float_arrays(r).into_iter().chain([&r.final_obs[..]]) {
         sink.put(f32_bytes(values));
     }
     #[cfg(not(target_endian = "little"))]
-    for values in float_arrays(r) {
+    for values in float_arrays(r).into_iter().chain([&r.final_obs[..]]) {
         for v in values {
             sink.put(&v.to_le_bytes());
         }
@@ -445,6 +467,11 @@ pub(crate) fn decode_payload(
     let counts = [te * od, te * ad, te, te, te, te, e * od, e];
     for ((values, what), n) in float_arrays_mut(out).into_iter().zip(counts) {
         src.f32s(n, what, values)?;
+    }
+    if header.final_obs {
+        src.f32s(te * od, "final_obs", &mut out.final_obs)?;
+    } else {
+        out.final_obs.clear();
     }
     src.flags(te, "terminated", &mut scratch.flags, &mut out.terminated)?;
     src.flags(te, "truncated", &mut scratch.flags, &mut out.truncated)?;

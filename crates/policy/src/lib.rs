@@ -28,7 +28,9 @@ mod policy;
 mod rollout;
 
 pub use evaluate::evaluate_episodes;
-pub use layout::{ActionHead, Activation, ParamEntry, ParamLayout, PolicySpec};
+pub use layout::{
+    ActionHead, Activation, ParamEntry, ParamLayout, PolicySpec, LOG_STD_MAX, LOG_STD_MIN,
+};
 pub use normalize::{ObsNormalizer, RunningMeanStd};
-pub use policy::{Policy, PolicyError};
+pub use policy::{Exploration, Policy, PolicyError};
 pub use rollout::{CollectError, EpisodeRecord, Rollout, RolloutCollector};

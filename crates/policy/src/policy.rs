@@ -4,7 +4,7 @@ use rl_env::rng::Rng;
 use thiserror::Error;
 
 use crate::forward::{mlp_rows, Kernel, Linear, Scratch};
-use crate::layout::{ActionHead, ParamLayout, PolicySpec};
+use crate::layout::{ActionHead, ParamLayout, PolicySpec, LOG_STD_MAX, LOG_STD_MIN};
 
 const LOG_SQRT_2PI: f32 = 0.918_938_5; // ln(sqrt(2 pi))
 
@@ -42,6 +42,36 @@ fn linears(
         .collect()
 }
 
+/// How collectors of an off-policy algorithm explore, published by the
+/// learner with the weights (the same for every env of a round).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Exploration {
+    /// Uniformly random actions from the action space, whatever the
+    /// weights (before `learning_starts`).
+    pub random: bool,
+    /// DQN: the probability of a uniformly random action.
+    pub epsilon: f64,
+    /// TD3: the std of the Gaussian noise added to actions, as a fraction
+    /// of `action_scale` (CleanRL's `exploration_noise`).
+    pub noise: f64,
+}
+
+impl Exploration {
+    /// As three numbers (random as 0 or 1), the form the weight block
+    /// carries.
+    pub fn to_array(self) -> [f64; 3] {
+        [f64::from(u8::from(self.random)), self.epsilon, self.noise]
+    }
+
+    pub fn from_array(a: [f64; 3]) -> Self {
+        Exploration {
+            random: a[0] != 0.0,
+            epsilon: a[1],
+            noise: a[2],
+        }
+    }
+}
+
 /// A policy over a flat weights buffer laid out by [`PolicySpec::layout`].
 ///
 /// Every method computes each observation on its own (see
@@ -55,6 +85,8 @@ pub struct Policy {
     actor: Vec<Linear>,
     critic: Vec<Linear>,
     log_std: Option<usize>,
+    /// Offsets of `action_bias` and `action_scale` (squashed heads).
+    squash: Option<(usize, usize)>,
     kernel: Kernel,
     scratch: Scratch,
     outputs: Vec<f32>, // [actor outputs], for single-observation calls
@@ -74,7 +106,18 @@ impl Policy {
                     .ok_or_else(|| PolicyError::MissingParam("actor_logstd".into()))?
                     .offset,
             ),
-            ActionHead::Categorical { .. } => None,
+            _ => None,
+        };
+        let squash = if spec.head.is_squashed() {
+            let find = |name: &str| {
+                layout
+                    .get(name)
+                    .map(|e| e.offset)
+                    .ok_or_else(|| PolicyError::MissingParam(name.into()))
+            };
+            Some((find("action_bias")?, find("action_scale")?))
+        } else {
+            None
         };
         let widest = actor
             .iter()
@@ -90,6 +133,7 @@ impl Policy {
             actor,
             critic,
             log_std,
+            squash,
             kernel: Kernel::detect(),
             scratch: Scratch::new(widest),
         })
@@ -138,8 +182,13 @@ impl Policy {
         );
     }
 
-    /// The critic's values: `obs [rows, obs_dim]` (normalised), `out [rows]`.
+    /// The critic's values: `obs [rows, obs_dim]` (normalised), `out [rows]`;
+    /// zeros for the off-policy heads, which act without a critic.
     pub fn values(&mut self, obs: &[f32], out: &mut [f32]) {
+        if self.critic.is_empty() {
+            out.fill(0.0);
+            return;
+        }
         mlp_rows(
             self.kernel,
             &self.weights,
@@ -204,28 +253,108 @@ impl Policy {
                 }
                 log_prob
             }
+            // The off-policy heads have no log-probabilities to report.
+            _ => {
+                self.explore_from_outputs(outputs, &Exploration::default(), rng, action);
+                0.0
+            }
         }
     }
 
-    /// The deterministic action (argmax of the logits, or the mean) for one
-    /// observation into `action`.
+    /// `action_bias[d] + action_scale[d] * y`: a squashed value `y` in
+    /// [-1, 1] in the action's units.
+    fn unsquash(&self, d: usize, y: f32) -> f32 {
+        let (bias, scale) = self.squash.unwrap_or_default();
+        y * self.weights[scale + d] + self.weights[bias + d]
+    }
+
+    /// An off-policy head's exploring action (CleanRL's, in the env's
+    /// units) from one observation's actor outputs, with `rng`: SAC's
+    /// sample of the squashed Gaussian, TD3's action plus Gaussian noise
+    /// (clipped to the bounds), DQN's epsilon-greedy choice, or a uniformly
+    /// random action before learning starts.
+    pub fn explore_from_outputs(
+        &self,
+        outputs: &[f32],
+        exploration: &Exploration,
+        rng: &mut Rng,
+        action: &mut [f32],
+    ) {
+        let head = self.spec.head;
+        if exploration.random {
+            match head {
+                ActionHead::Categorical { n } | ActionHead::QValues { n } => {
+                    action[0] = ((rng.next_f64() * n as f64) as usize).min(n - 1) as f32;
+                }
+                _ => {
+                    for (d, a) in action.iter_mut().enumerate().take(head.action_dim()) {
+                        *a = self.unsquash(d, 2.0 * rng.next_f64() as f32 - 1.0);
+                    }
+                }
+            }
+            return;
+        }
+        match head {
+            ActionHead::SquashedGaussian { dim } => {
+                for (d, a) in action.iter_mut().enumerate().take(dim) {
+                    let raw = outputs[dim + d].tanh();
+                    let log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (raw + 1.0);
+                    let x = outputs[d] + log_std.exp() * rng.standard_normal() as f32;
+                    *a = self.unsquash(d, x.tanh());
+                }
+            }
+            ActionHead::Deterministic { dim } => {
+                let (bias, scale) = self.squash.unwrap_or_default();
+                for (d, a) in action.iter_mut().enumerate().take(dim) {
+                    let s = self.weights[scale + d];
+                    let noise = (exploration.noise as f32) * s * rng.standard_normal() as f32;
+                    let b = self.weights[bias + d];
+                    *a = (self.unsquash(d, outputs[d].tanh()) + noise).clamp(b - s, b + s);
+                }
+            }
+            ActionHead::QValues { n } => {
+                action[0] = if rng.next_f64() < exploration.epsilon {
+                    ((rng.next_f64() * n as f64) as usize).min(n - 1) as f32
+                } else {
+                    argmax(&outputs[..n]) as f32
+                };
+            }
+            ActionHead::Categorical { .. } | ActionHead::Gaussian { .. } => {
+                self.sample_from_outputs(outputs, rng, action);
+            }
+        }
+    }
+
+    /// The deterministic action for one observation into `action`: the
+    /// argmax of the logits or Q-values, the Gaussian's mean, or the
+    /// squashed mean (SAC) or action (TD3) in the action's units.
     pub fn deterministic(&mut self, obs: &[f32], action: &mut [f32]) {
         let mut outputs = std::mem::take(&mut self.outputs);
         self.actor_outputs(obs, &mut outputs);
         match self.spec.head {
-            ActionHead::Categorical { n } => {
-                let mut best = 0;
-                for i in 1..n {
-                    if outputs[i] > outputs[best] {
-                        best = i;
-                    }
-                }
-                action[0] = best as f32;
+            ActionHead::Categorical { n } | ActionHead::QValues { n } => {
+                action[0] = argmax(&outputs[..n]) as f32;
             }
             ActionHead::Gaussian { dim } => action[..dim].copy_from_slice(&outputs[..dim]),
+            ActionHead::SquashedGaussian { dim } | ActionHead::Deterministic { dim } => {
+                for (d, a) in action.iter_mut().enumerate().take(dim) {
+                    *a = self.unsquash(d, outputs[d].tanh());
+                }
+            }
         }
         self.outputs = outputs;
     }
+}
+
+/// The first index of the largest value (`torch.argmax`'s choice on ties).
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for i in 1..values.len() {
+        if values[i] > values[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 #[cfg(test)]

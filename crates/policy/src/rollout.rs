@@ -5,7 +5,7 @@ use rl_env::seeds::{env_seed, sampling_seed};
 use rl_env::snapshot::{SnapshotReader, SnapshotWriter};
 use rl_env::{Actions, EnvError, Space, VecEnv};
 
-use crate::{ObsNormalizer, Policy};
+use crate::{Exploration, ObsNormalizer, Policy};
 
 /// One episode that ended during a rollout.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +43,11 @@ pub struct Rollout {
     pub last_obs: Vec<f32>,    // [E, obs_dim], after the last step, raw
     pub last_values: Vec<f32>, // [E]
     pub episodes: Vec<EpisodeRecord>,
+    /// The final observation where the step ended an episode (terminated
+    /// or truncated; zeros elsewhere), raw: the off-policy algorithms'
+    /// next observation there. Empty unless the collector's head is
+    /// off-policy ([`crate::ActionHead::is_off_policy`]).
+    pub final_obs: Vec<f32>, // [T, E, obs_dim] or empty
 }
 
 impl Rollout {
@@ -73,6 +78,30 @@ impl Rollout {
         self.last_obs.resize(num_envs * obs_dim, 0.0);
         self.last_values.resize(num_envs, 0.0);
         self.episodes.clear();
+        self.final_obs.clear();
+    }
+
+    /// Makes room for final observations (all zeros), after
+    /// [`Rollout::reshape`].
+    pub fn keep_final_obs(&mut self) {
+        self.final_obs.clear();
+        self.final_obs
+            .resize(self.num_steps * self.num_envs * self.obs_dim, 0.0);
+    }
+
+    /// The observation that followed step `t` of env `e`: the ended
+    /// episode's final observation where the step ended one, else the next
+    /// step's (or the last) observation. Needs final observations.
+    pub fn next_obs(&self, t: usize, e: usize) -> &[f32] {
+        let (n, od) = (self.num_envs, self.obs_dim);
+        let i = t * n + e;
+        if self.terminated[i] || self.truncated[i] {
+            &self.final_obs[i * od..(i + 1) * od]
+        } else if t + 1 < self.num_steps {
+            &self.obs[(i + n) * od..(i + n + 1) * od]
+        } else {
+            &self.last_obs[e * od..(e + 1) * od]
+        }
     }
 }
 
@@ -84,11 +113,15 @@ impl Rollout {
     pub fn place_envs(&mut self, part: &Rollout, env_offset: usize) -> Result<(), String> {
         let (t, e, od, ad) = (self.num_steps, self.num_envs, self.obs_dim, self.action_dim);
         let pe = part.num_envs;
-        if part.num_steps != t || part.obs_dim != od || part.action_dim != ad || env_offset + pe > e
+        if part.num_steps != t
+            || part.obs_dim != od
+            || part.action_dim != ad
+            || env_offset + pe > e
+            || part.final_obs.is_empty() != self.final_obs.is_empty()
         {
             return Err(format!(
-                "a part of {} steps x {pe} envs (obs {}, action {}) does not fit at env {env_offset} of {t} steps x {e} envs (obs {od}, action {ad})",
-                part.num_steps, part.obs_dim, part.action_dim
+                "a part of {} steps x {pe} envs (obs {}, action {}, final observations {}) does not fit at env {env_offset} of {t} steps x {e} envs (obs {od}, action {ad}, final observations {})",
+                part.num_steps, part.obs_dim, part.action_dim, !part.final_obs.is_empty(), !self.final_obs.is_empty()
             ));
         }
         fn columns<T: Copy>(
@@ -146,6 +179,17 @@ impl Rollout {
             1,
         );
         columns(&mut self.last_obs, &part.last_obs, 1, e, pe, env_offset, od);
+        if !self.final_obs.is_empty() {
+            columns(
+                &mut self.final_obs,
+                &part.final_obs,
+                t,
+                e,
+                pe,
+                env_offset,
+                od,
+            );
+        }
         columns(
             &mut self.last_values,
             &part.last_values,
@@ -202,6 +246,7 @@ pub struct RolloutCollector {
     discrete_actions: Vec<i64>,   // [E]
     continuous_actions: Vec<f32>, // [E, action_dim], clipped
     bounds: Option<(Vec<f32>, Vec<f32>)>,
+    exploration: Exploration,
 }
 
 impl RolloutCollector {
@@ -239,6 +284,7 @@ impl RolloutCollector {
             discrete_actions: vec![0; n],
             continuous_actions: vec![0.0; n * action_dim],
             bounds,
+            exploration: Exploration::default(),
         })
     }
 
@@ -264,6 +310,12 @@ impl RolloutCollector {
         self.policy.set_weights(weights)?;
         self.obs_norm = obs_norm;
         Ok(())
+    }
+
+    /// How an off-policy head explores from now on (published by the
+    /// learner with the weights).
+    pub fn set_exploration(&mut self, exploration: Exploration) {
+        self.exploration = exploration;
     }
 
     /// The collector's whole state as bytes: its envs (see
@@ -343,6 +395,9 @@ impl RolloutCollector {
         let name = match self.policy.spec().head {
             crate::ActionHead::Categorical { .. } => "action logits",
             crate::ActionHead::Gaussian { .. } => "action means",
+            crate::ActionHead::QValues { .. } => "Q-values",
+            crate::ActionHead::SquashedGaussian { .. }
+            | crate::ActionHead::Deterministic { .. } => "actor outputs",
         };
         for (i, value) in values.iter().enumerate().take(n) {
             let found = self.outputs[i * outputs..(i + 1) * outputs]
@@ -378,6 +433,11 @@ impl RolloutCollector {
         let action_dim = self.action_dim();
         let outputs = self.policy.spec().head.actor_outputs();
         r.reshape(num_steps, n, obs_dim, action_dim);
+        let head = self.policy.spec().head;
+        let off_policy = head.is_off_policy();
+        if off_policy {
+            r.keep_final_obs();
+        }
         for t in 0..num_steps {
             let row = t * n;
             r.obs[row * obs_dim..(row + n) * obs_dim].copy_from_slice(self.envs.obs());
@@ -395,11 +455,20 @@ impl RolloutCollector {
             let actions = &mut r.actions[row * action_dim..(row + n) * action_dim];
             for i in 0..n {
                 let action = &mut actions[i * action_dim..(i + 1) * action_dim];
-                r.log_probs[row + i] = self.policy.sample_from_outputs(
-                    &self.outputs[i * outputs..(i + 1) * outputs],
-                    &mut self.rngs[i],
-                    action,
-                );
+                let out = &self.outputs[i * outputs..(i + 1) * outputs];
+                if off_policy {
+                    // In the env's units and bounds already: stored as applied.
+                    self.policy.explore_from_outputs(
+                        out,
+                        &self.exploration,
+                        &mut self.rngs[i],
+                        action,
+                    );
+                } else {
+                    r.log_probs[row + i] =
+                        self.policy
+                            .sample_from_outputs(out, &mut self.rngs[i], action);
+                }
                 match &self.bounds {
                     None => self.discrete_actions[i] = action[0] as i64,
                     Some((low, high)) => {
@@ -419,6 +488,16 @@ impl RolloutCollector {
             r.rewards[row..row + n].copy_from_slice(self.envs.rewards());
             r.terminated[row..row + n].copy_from_slice(self.envs.terminated());
             r.truncated[row..row + n].copy_from_slice(self.envs.truncated());
+            if off_policy {
+                for i in 0..n {
+                    if self.envs.terminated()[i] || self.envs.truncated()[i] {
+                        let at = (row + i) * obs_dim;
+                        r.final_obs[at..at + obs_dim].copy_from_slice(
+                            &self.envs.final_obs()[i * obs_dim..(i + 1) * obs_dim],
+                        );
+                    }
+                }
+            }
             for i in 0..n {
                 let bootstrap = self.envs.truncated()[i] && !self.envs.terminated()[i];
                 r.final_values[row + i] = if bootstrap {

@@ -40,7 +40,7 @@ pub use resume::{prepare_resume, ResumePlan, RunLock};
 pub use settings::{
     CheckpointSettings, EnvSettings, EvalSettings, NetworkSettings, RunSettings, TrainSettings,
 };
-pub use spec::{policy_spec, spec_for};
+pub use spec::{policy_spec, spec_and_action_space, spec_for};
 pub use storage::run_dir::{
     train_csv_header, RunDir, BEST_POLICY_FILE, EVAL_CSV_HEADER, POLICY_FILE,
 };

@@ -64,11 +64,14 @@ pub fn num_params(spec: &PolicySpec) -> u128 {
     let head = spec.head.actor_outputs();
     let log_std = match spec.head {
         rl_policy::ActionHead::Gaussian { dim } => dim as u128,
-        rl_policy::ActionHead::Categorical { .. } => 0,
+        _ => 0,
     };
-    mlp(spec.obs_dim, &spec.actor_hidden, head)
-        + mlp(spec.obs_dim, &spec.critic_hidden, 1)
-        + log_std
+    let critic = if spec.head.has_critic() {
+        mlp(spec.obs_dim, &spec.critic_hidden, 1)
+    } else {
+        0
+    };
+    mlp(spec.obs_dim, &spec.actor_hidden, head) + critic + log_std
 }
 
 /// The memory a run with these settings and this network needs.
@@ -77,7 +80,8 @@ pub fn plan(settings: &TrainSettings, spec: &PolicySpec) -> MemoryPlan {
     let workers = settings.run.num_workers as u128;
     let processes = if workers == 0 { 1 } else { workers + 3 };
     let (od, ad) = (spec.obs_dim as u128, spec.head.action_dim() as u128);
-    let rows = settings.ppo.num_steps as u128 * settings.env.num_envs as u128;
+    let rows = settings.round_steps() as u128 * settings.env.num_envs as u128;
+    let round_key = round_key(settings);
     // One rollout: obs, actions, log-probs, values, rewards, final values,
     // two flags per row.
     let rollout_row = F32 * (od + ad + 4) + 2;
@@ -117,15 +121,16 @@ pub fn plan(settings: &TrainSettings, spec: &PolicySpec) -> MemoryPlan {
         .sum::<u128>()
         + od
         + spec.head.actor_outputs() as u128;
-    MemoryPlan {
-        items: vec![
+    let mut items = off_policy_items(settings, spec);
+    items.extend([
             MemoryItem {
                 what: format!(
                     "rollouts of {} steps x {} envs",
-                    settings.ppo.num_steps, settings.env.num_envs
+                    settings.round_steps(),
+                    settings.env.num_envs
                 ),
                 bytes: rows * (rollout_copies * rollout_row + update_row + torch_copy),
-                keys: &["ppo.num_steps", "env.num_envs"],
+                keys: round_key,
             },
             MemoryItem {
                 what: format!(
@@ -147,8 +152,65 @@ pub fn plan(settings: &TrainSettings, spec: &PolicySpec) -> MemoryPlan {
                 bytes: processes * PROCESS_BASE_BYTES,
                 keys: &["run.num_workers"],
             },
-        ],
+        ]);
+    MemoryPlan { items }
+}
+
+/// The settings that decide a round's length, as `table.key`.
+fn round_key(settings: &TrainSettings) -> &'static [&'static str] {
+    match settings.run.algo.as_str() {
+        "sac" => &["sac.train_frequency", "env.num_envs"],
+        "td3" => &["td3.train_frequency", "env.num_envs"],
+        "dqn" => &["dqn.train_frequency", "env.num_envs"],
+        _ => &["ppo.num_steps", "env.num_envs"],
     }
+}
+
+/// The off-policy learner's replay buffer (and its copies while a
+/// checkpoint that saves it is written) and its networks: the actor, two
+/// Q-networks, their targets and Adam's moments.
+fn off_policy_items(settings: &TrainSettings, spec: &PolicySpec) -> Vec<MemoryItem> {
+    let Some(common) = settings.off_policy_common() else {
+        return Vec::new();
+    };
+    let (od, ad) = (spec.obs_dim, spec.head.action_dim());
+    let transition = rl_algo::offpolicy::replay::transition_bytes(od, ad) as u128;
+    // The buffer, and while a checkpoint saves it: the state's copy, the
+    // encoded tensors and the file's bytes.
+    let copies = if common.save_replay { 4 } else { 1 };
+    let (buffer_key, critic_key): (&'static [&'static str], _) = match settings.run.algo.as_str() {
+        "sac" => (&["sac.buffer_size"], &["network.critic_hidden"]),
+        "td3" => (&["td3.buffer_size"], &["network.critic_hidden"]),
+        _ => (&["dqn.buffer_size"], &["network.actor_hidden"]),
+    };
+    let mlp = |input: usize, hidden: &[usize], output: usize| -> u128 {
+        let mut total = 0u128;
+        let mut previous = input as u128;
+        for &h in hidden.iter().chain(std::iter::once(&output)) {
+            total += previous * h as u128 + h as u128;
+            previous = h as u128;
+        }
+        total
+    };
+    let critic = mlp(od + ad, &settings.network.critic_hidden, 1);
+    // Online and target, each with two moments; the state's copy, a
+    // checkpoint being written and the retained evaluation points.
+    let agent = 2 * (num_params(spec) + 2 * critic) * 3 * (1 + 3 + RETAINED_EVAL_POINTS as u128);
+    vec![
+        MemoryItem {
+            what: format!(
+                "the replay buffer of {} transitions of {transition} bytes",
+                common.buffer_size
+            ),
+            bytes: common.buffer_size as u128 * transition * copies,
+            keys: buffer_key,
+        },
+        MemoryItem {
+            what: "the off-policy networks, targets and optimizer state".to_string(),
+            bytes: 4 * agent,
+            keys: critic_key,
+        },
+    ]
 }
 
 /// Where the available memory figure comes from.
@@ -219,17 +281,17 @@ pub fn check_sizes(settings: &TrainSettings, spec: &PolicySpec) -> Vec<SizeProbl
     if settings.run.num_workers > 0 {
         let per_worker = settings.envs_per_worker();
         let payload = rl_ipc::frame::max_payload_len(
-            settings.ppo.num_steps,
+            settings.round_steps(),
             per_worker,
             spec.obs_dim,
             spec.head.action_dim(),
         );
         if payload.is_none_or(|p| p > rl_ipc::frame::MAX_PAYLOAD) {
             problems.push(SizeProblem {
-                key: "ppo.num_steps",
+                key: round_key(settings)[0],
                 message: format!(
                     "a worker's rollout of {} steps x {per_worker} envs takes {}, more than the {} bytes one rollout message may hold; use more workers ([run] num_workers) or fewer steps",
-                    settings.ppo.num_steps,
+                    settings.round_steps(),
                     payload.map_or("more than 2^64 bytes".into(), |p| {
                         format!("{p} bytes ({})", human_bytes(p.into()))
                     }),

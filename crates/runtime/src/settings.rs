@@ -3,6 +3,9 @@
 
 use rl_algo::algorithm::RunSpec;
 use rl_algo::device::DeviceChoice;
+use rl_algo::engine::agent::{AgentAlgo, SAC_STATS, TD3_STATS};
+use rl_algo::offpolicy::config::{Common, DqnConfig, SacConfig, Td3Config};
+use rl_algo::offpolicy::learner::DQN_COLUMNS;
 use rl_algo::ppo::config::PpoConfig;
 use rl_algo::ppo::learner::STAT_NAMES;
 use rl_algo::validate::MAX_CONFIG_INT;
@@ -74,7 +77,7 @@ fn default_clip() -> f64 {
 }
 
 /// The algorithms `[run] algo` can name.
-pub const ALGORITHMS: [&str; 1] = ["ppo"];
+pub const ALGORITHMS: [&str; 4] = ["ppo", "sac", "td3", "dqn"];
 
 /// `[network]`: the actor and critic MLPs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +97,27 @@ impl Default for NetworkSettings {
             actor_hidden: vec![64, 64],
             critic_hidden: vec![64, 64],
             activation: Activation::Tanh,
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// The networks `algo` uses when the config does not say: CleanRL's
+    /// (PPO: 64-64 tanh; SAC and TD3: 256-256 ReLU actor and Q-networks;
+    /// DQN: a 120-84 ReLU Q-network).
+    pub fn for_algo(algo: &str) -> Self {
+        match algo {
+            "sac" | "td3" => NetworkSettings {
+                actor_hidden: vec![256, 256],
+                critic_hidden: vec![256, 256],
+                activation: Activation::Relu,
+            },
+            "dqn" => NetworkSettings {
+                actor_hidden: vec![120, 84],
+                critic_hidden: vec![120, 84],
+                activation: Activation::Relu,
+            },
+            _ => NetworkSettings::default(),
         }
     }
 }
@@ -126,8 +150,13 @@ impl Default for EvalSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointSettings {
     /// Save a checkpoint every this many updates (and when the run stops
-    /// early, and at the end).
+    /// early, and at the end)...
     pub interval_updates: u64,
+    /// ...or, when set, every this many env steps instead. The off-policy
+    /// algorithms, whose updates are chunks of a few steps, use 100000 when
+    /// it is not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_steps: Option<u64>,
     /// Periodic checkpoints kept (the newest); the final and best ones are
     /// always kept.
     pub keep_last: usize,
@@ -137,6 +166,7 @@ impl Default for CheckpointSettings {
     fn default() -> Self {
         CheckpointSettings {
             interval_updates: 50,
+            interval_steps: None,
             keep_last: 3,
         }
     }
@@ -204,6 +234,14 @@ pub struct TrainSettings {
     pub network: NetworkSettings,
     #[serde(default)]
     pub ppo: PpoConfig,
+    /// The off-policy tables: present in a run's `config.toml` when its
+    /// algorithm is theirs (see [`TrainSettings::complete`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sac: Option<SacConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub td3: Option<Td3Config>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dqn: Option<DqnConfig>,
     #[serde(default)]
     pub eval: EvalSettings,
     #[serde(default)]
@@ -213,6 +251,59 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
+    /// Gives the run's off-policy algorithm its table (its defaults when the
+    /// file has none), so that the `config.toml` a run writes holds it.
+    pub fn complete(&mut self) {
+        match self.run.algo.as_str() {
+            "sac" => {
+                self.sac.get_or_insert_with(SacConfig::default);
+            }
+            "td3" => {
+                self.td3.get_or_insert_with(Td3Config::default);
+            }
+            "dqn" => {
+                self.dqn.get_or_insert_with(DqnConfig::default);
+            }
+            _ => {}
+        }
+    }
+
+    /// The run's off-policy algorithm and its table, unless it is PPO.
+    pub fn off_policy(&self) -> Option<AgentAlgo> {
+        Some(match self.run.algo.as_str() {
+            "sac" => AgentAlgo::Sac(self.sac.clone().unwrap_or_default()),
+            "td3" => AgentAlgo::Td3(self.td3.clone().unwrap_or_default()),
+            "dqn" => AgentAlgo::Dqn(self.dqn.clone().unwrap_or_default()),
+            _ => return None,
+        })
+    }
+
+    /// The settings the off-policy tables share, unless the run is PPO's.
+    pub fn off_policy_common(&self) -> Option<Common> {
+        self.off_policy().map(|a| match a {
+            AgentAlgo::Sac(c) => c.common(),
+            AgentAlgo::Td3(c) => c.common(),
+            AgentAlgo::Dqn(c) => c.common(),
+        })
+    }
+
+    /// Steps each env takes per round: PPO's `num_steps`, or the
+    /// off-policy `train_frequency` (a chunk).
+    pub fn round_steps(&self) -> usize {
+        match self.off_policy_common() {
+            Some(c) => c.train_frequency,
+            None => self.ppo.num_steps,
+        }
+    }
+
+    /// Env steps between periodic checkpoints, when they are counted in
+    /// steps (see [`CheckpointSettings::interval_steps`]).
+    pub fn checkpoint_interval_steps(&self) -> Option<u64> {
+        self.checkpoint
+            .interval_steps
+            .or(self.off_policy().map(|_| 100_000))
+    }
+
     /// Envs each worker process steps.
     pub fn envs_per_worker(&self) -> usize {
         self.env.num_envs / self.run.num_workers.max(1)
@@ -241,6 +332,14 @@ impl TrainSettings {
             ("env.obs_clip", json(&self.env.obs_clip)),
             ("ppo.num_steps", json(&self.ppo.num_steps)),
             ("ppo.init_log_std", json(&self.ppo.init_log_std)),
+            (
+                "off_policy.train_frequency",
+                json(&self.off_policy_common().map(|c| c.train_frequency)),
+            ),
+            (
+                "off_policy.buffer_size",
+                json(&self.off_policy_common().map(|c| c.buffer_size)),
+            ),
             ("run.algo", json(&self.run.algo)),
             ("run.num_workers", json(&self.run.num_workers)),
             ("run.seed", json(&self.run.seed)),
@@ -250,8 +349,12 @@ impl TrainSettings {
     /// What the run's algorithm reports after each update, in order: its
     /// `train.csv` columns between `steps_per_s` and `episode_return_mean`.
     pub fn stat_names(&self) -> &'static [&'static str] {
-        // Every algorithm of this build is PPO (`[run] algo` is validated).
-        &STAT_NAMES
+        match self.off_policy() {
+            None => &STAT_NAMES,
+            Some(AgentAlgo::Sac(_)) => &SAC_STATS,
+            Some(AgentAlgo::Td3(_)) => &TD3_STATS,
+            Some(AgentAlgo::Dqn(_)) => &DQN_COLUMNS,
+        }
     }
 
     /// What the algorithm is told of the run besides its own table.
@@ -268,14 +371,13 @@ impl TrainSettings {
     /// Updates in the run: total_timesteps / (num_envs * num_steps), at
     /// least 1.
     pub fn num_updates(&self) -> u64 {
-        self.ppo
-            .num_updates(self.env.num_envs, self.run.total_timesteps)
+        (self.run.total_timesteps / self.steps_per_update().max(1)).max(1)
     }
 
-    /// Env steps in one update: num_envs * num_steps (at most 2^48 once
-    /// the settings are valid).
+    /// Env steps in one update (a round): num_envs * round steps (at most
+    /// 2^48 once the settings are valid).
     pub fn steps_per_update(&self) -> u64 {
-        (self.env.num_envs as u64).saturating_mul(self.ppo.num_steps as u64)
+        (self.env.num_envs as u64).saturating_mul(self.round_steps() as u64)
     }
 
     /// Every out-of-range value, as `(table, error)`. The env id is checked
@@ -348,6 +450,16 @@ impl TrainSettings {
             self.checkpoint.interval_updates.to_string(),
             "an integer in 1..=9223372036854775807",
         );
+        if let Some(steps) = self.checkpoint.interval_steps {
+            check(
+                &mut e,
+                "checkpoint",
+                (1..=MAX_CONFIG_INT).contains(&steps),
+                "interval_steps",
+                steps.to_string(),
+                "an integer in 1..=9223372036854775807",
+            );
+        }
         check(
             &mut e,
             "checkpoint",
@@ -362,7 +474,7 @@ impl TrainSettings {
             ALGORITHMS.contains(&self.run.algo.as_str()),
             "algo",
             format!("{:?}", self.run.algo),
-            "\"ppo\" (the algorithms this build has)",
+            "\"ppo\", \"sac\", \"td3\" or \"dqn\"",
         );
         check(
             &mut e,
@@ -462,6 +574,62 @@ impl TrainSettings {
                 .into_iter()
                 .map(|f| ("ppo", f)),
         );
+        let off_policy_tables: [(&'static str, bool, Vec<FieldError>); 3] = [
+            (
+                "sac",
+                self.sac.is_some(),
+                self.sac
+                    .as_ref()
+                    .map(SacConfig::validate)
+                    .unwrap_or_default(),
+            ),
+            (
+                "td3",
+                self.td3.is_some(),
+                self.td3
+                    .as_ref()
+                    .map(Td3Config::validate)
+                    .unwrap_or_default(),
+            ),
+            (
+                "dqn",
+                self.dqn.is_some(),
+                self.dqn
+                    .as_ref()
+                    .map(DqnConfig::validate)
+                    .unwrap_or_default(),
+            ),
+        ];
+        for (table, present, errors) in off_policy_tables {
+            e.extend(errors.into_iter().map(|f| (table, f)));
+            check(
+                &mut e,
+                "run",
+                !present || self.run.algo == table,
+                "algo",
+                format!("{:?}", self.run.algo),
+                match table {
+                    "sac" => "\"sac\" for a config with a [sac] table (or remove the table)",
+                    "td3" => "\"td3\" for a config with a [td3] table (or remove the table)",
+                    _ => "\"dqn\" for a config with a [dqn] table (or remove the table)",
+                },
+            );
+        }
+        if self.off_policy().is_some() {
+            for (field, on) in [
+                ("normalize_obs", self.env.normalize_obs),
+                ("normalize_reward", self.env.normalize_reward),
+            ] {
+                check(
+                    &mut e,
+                    "env",
+                    !on,
+                    field,
+                    on.to_string(),
+                    "false with an off-policy algo (sac, td3, dqn): normalisation is PPO's only",
+                );
+            }
+        }
         e
     }
 }

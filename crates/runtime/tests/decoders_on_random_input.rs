@@ -59,6 +59,8 @@ fn checkpoint_bytes() -> Vec<u8> {
             reward_scaler: None,
             rng: [1, 2, 3, 4],
             updates_done: 2,
+            tensors: vec![("agent.qf1".into(), vec![0.25; 4])],
+            counters: vec![("agent.qf1_adam.step".into(), 3)],
         },
         num_updates: 10,
         env_steps: 512,

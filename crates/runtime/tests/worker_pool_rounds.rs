@@ -15,10 +15,12 @@ use rl_policy::Rollout;
 use rl_runtime::training::pool::{PoolEvent, RolloutShape, WorkerPool};
 
 const SHAPE: RolloutShape = RolloutShape {
+    actions: rl_runtime::training::pool::ActionRange::Any,
     num_steps: 3,
     envs_per_worker: 2,
     obs_dim: 4,
     action_dim: 1,
+    final_obs: false,
 };
 
 /// One worker played by the test: its end of the data channel and its slot.

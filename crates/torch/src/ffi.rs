@@ -346,3 +346,202 @@ pub unsafe extern "C" fn ferrorl_torch_non_finite(
         Ok(())
     })
 }
+
+/// An off-policy agent and where its tensors live.
+pub struct AgentHandle {
+    agent: crate::agents::Agent,
+    device: tch::Device,
+    action_size: usize,
+}
+
+/// # Safety
+/// `agent` must come from [`ferrorl_torch_agent_new`] and not be freed.
+unsafe fn agent<'a>(agent: *mut AgentHandle) -> &'a mut AgentHandle {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *agent }
+}
+
+/// # Safety
+/// `spec` must be valid for `len` bytes (an `AgentSpec` as JSON).
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_new(
+    spec: *const u8,
+    len: usize,
+    device: i64,
+) -> *mut AgentHandle {
+    let made = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the caller's contract.
+        let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
+        let spec: rl_algo::engine::agent::AgentSpec =
+            serde_json::from_slice(bytes).map_err(|e| format!("a malformed agent spec: {e}"))?;
+        let device = match Device::from_abi(device) {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => tch::Device::Cuda(i),
+        };
+        Ok::<_, String>(Box::new(AgentHandle {
+            agent: crate::agents::Agent::new(&spec, device),
+            device,
+            action_size: spec.action_size,
+        }))
+    }));
+    match made {
+        Ok(Ok(handle)) => Box::into_raw(handle),
+        Ok(Err(message)) => {
+            set_error(message);
+            std::ptr::null_mut()
+        }
+        Err(payload) => {
+            set_error(panic_message(payload));
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// # Safety
+/// `a` must come from [`ferrorl_torch_agent_new`]; it is freed once.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_free(a: *mut AgentHandle) {
+    if !a.is_null() {
+        // SAFETY: the caller's contract.
+        let boxed = unsafe { Box::from_raw(a) };
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(boxed)));
+    }
+}
+
+/// # Safety
+/// `a` must be a live agent and `buf` valid for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_describe(
+    a: *mut AgentHandle,
+    buf: *mut u8,
+    cap: usize,
+) -> usize {
+    // SAFETY: the caller's contract.
+    let a = unsafe { agent(a) };
+    let text = catch_unwind(AssertUnwindSafe(|| {
+        serde_json::to_string(&a.agent.describe()).unwrap_or_default()
+    }))
+    .unwrap_or_default();
+    // SAFETY: the caller's contract.
+    unsafe { copy_out(&text, buf, cap) }
+}
+
+/// # Safety
+/// `a` must be a live agent and `out` valid for `len` values.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_get(
+    a: *mut AgentHandle,
+    index: usize,
+    out: *mut f32,
+    len: usize,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { agent(a) };
+        let values = a.agent.get(index)?;
+        if values.len() != len {
+            return Err(format!("{} values, asked for {len}", values.len()));
+        }
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(out, len) }.copy_from_slice(&values);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `a` must be a live agent and `data` valid for `len` values.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_set(
+    a: *mut AgentHandle,
+    index: usize,
+    data: *const f32,
+    len: usize,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (a, values) = unsafe { (agent(a), std::slice::from_raw_parts(data, len)) };
+        a.agent.set(index, values)
+    })
+}
+
+/// # Safety
+/// `a` must be a live agent and `out` valid for `n` values.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_get_counters(
+    a: *mut AgentHandle,
+    out: *mut u64,
+    n: usize,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { agent(a) };
+        let values = a.agent.counters();
+        if values.len() != n {
+            return Err(format!("{} counters, asked for {n}", values.len()));
+        }
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(out, n) }.copy_from_slice(&values);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `a` must be a live agent and `data` valid for `n` values.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_set_counters(
+    a: *mut AgentHandle,
+    data: *const u64,
+    n: usize,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (a, values) = unsafe { (agent(a), std::slice::from_raw_parts(data, n)) };
+        a.agent.set_counters(values)
+    })
+}
+
+/// # Safety
+/// `a` must be a live agent, `t` a valid [`AbiTransitions`] whose arrays
+/// hold the sizes it gives, and `stats` valid for `n` values.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_agent_update(
+    a: *mut AgentHandle,
+    t: *const rl_algo::engine::agent::AbiTransitions,
+    stats: *mut f64,
+    n: usize,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (a, t) = unsafe { (agent(a), &*t) };
+        let b = t.batch_size;
+        let od_len = {
+            // obs and next_obs have the same length; the agent knows
+            // obs_dim from its first layer, the batch from `b`.
+            let first = a.agent.obs_dim();
+            b * first
+        };
+        let action_len = b * a.agent.action_values(a.action_size);
+        // SAFETY: the caller's contract (sizes from the batch and the spec).
+        let slice = |p: *const f32, len: usize| unsafe { std::slice::from_raw_parts(p, len) };
+        let batch = crate::agents::Batch::new(
+            slice(t.obs, od_len),
+            slice(t.actions, action_len),
+            slice(t.rewards, b),
+            slice(t.next_obs, od_len),
+            slice(t.dones, b),
+            slice(t.noise, t.noise_len),
+            b,
+            a.action_size,
+            a.device,
+        );
+        let values = a
+            .agent
+            .update(&batch, t.update_actor != 0, t.update_targets != 0)?;
+        if values.len() != n {
+            return Err(format!("{} statistics, asked for {n}", values.len()));
+        }
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(stats, n) }.copy_from_slice(&values);
+        Ok(())
+    })
+}

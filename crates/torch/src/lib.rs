@@ -6,6 +6,8 @@
 //!   counts in the open (checkpoints restore them), and gradient clipping;
 //! * [`engine::NativeEngine`]: the PPO gradient engine on them, with
 //!   [`engine::ppo_loss`];
+//! * [`agents`]: SAC, TD3 and DQN: one update each on flat-tensor MLPs
+//!   (`rl_algo::offpolicy` drives them);
 //! * `ffi`: the C ABI through which a learner process that needs libtorch
 //!   loads this crate (see `rl_algo::engine::libtorch`).
 //!
@@ -13,6 +15,7 @@
 //! binary reaches it only through `dlopen` of this library.
 
 pub mod adam;
+pub mod agents;
 pub mod engine;
 pub mod ffi;
 pub mod net;

@@ -123,7 +123,8 @@ impl ActorCritic {
                 let entropy = -(log_p.exp() * &log_p).sum_dim_intlist(-1, false, Kind::Float);
                 (log_prob, entropy)
             }
-            ActionHead::Gaussian { .. } => {
+            // PPO's heads only (PpoLearner refuses the others).
+            _ => {
                 let log_std = self.view_of(&views, "actor_logstd").expand_as(&out);
                 let z = (actions - &out) / log_std.exp();
                 let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();

@@ -36,8 +36,9 @@ use rl_policy::{ActionHead, Activation, PolicySpec};
 use crate::engine::gradient::{Backend, Batch, Device, GradientEngine, LossTerms, OptimizerState};
 use crate::ppo::config::PpoConfig;
 
-/// Bumped with any change to the functions or structs below.
-pub const ABI_VERSION: u32 = 1;
+/// Bumped with any change to the functions or structs below (or in
+/// [`crate::engine::agent`]).
+pub const ABI_VERSION: u32 = 2;
 
 /// The plugin's file name.
 pub const PLUGIN_FILE: &str = "librl_torch.so";
@@ -62,7 +63,8 @@ impl AbiSpec {
     pub fn of(spec: &PolicySpec) -> Self {
         let (head, head_size) = match spec.head {
             ActionHead::Categorical { n } => (0, n),
-            ActionHead::Gaussian { dim } => (1, dim),
+            // PPO's heads only (PpoLearner refuses the others).
+            head => (1, head.action_dim()),
         };
         AbiSpec {
             obs_dim: spec.obs_dim,
@@ -248,9 +250,11 @@ pub const NON_FINITE_NAMES: [&str; 3] = [
 ];
 
 type Engine = *mut c_void;
+type AgentHandle = *mut c_void;
 
-/// The plugin's functions (see the module documentation).
-struct Plugin {
+/// The plugin's functions (see the module documentation, and
+/// [`crate::engine::agent`] for the `agent_` ones).
+pub(crate) struct Plugin {
     path: PathBuf,
     cuda_devices: unsafe extern "C" fn() -> i64,
     set_threads: unsafe extern "C" fn(i64),
@@ -274,6 +278,19 @@ struct Plugin {
     ) -> i32,
     step: unsafe extern "C" fn(Engine, f64) -> i32,
     non_finite: unsafe extern "C" fn(Engine, *mut i32, *mut f64) -> i32,
+    pub(crate) agent_new: unsafe extern "C" fn(*const u8, usize, i64) -> AgentHandle,
+    pub(crate) agent_free: unsafe extern "C" fn(AgentHandle),
+    pub(crate) agent_describe: unsafe extern "C" fn(AgentHandle, *mut u8, usize) -> usize,
+    pub(crate) agent_get: unsafe extern "C" fn(AgentHandle, usize, *mut f32, usize) -> i32,
+    pub(crate) agent_set: unsafe extern "C" fn(AgentHandle, usize, *const f32, usize) -> i32,
+    pub(crate) agent_get_counters: unsafe extern "C" fn(AgentHandle, *mut u64, usize) -> i32,
+    pub(crate) agent_set_counters: unsafe extern "C" fn(AgentHandle, *const u64, usize) -> i32,
+    pub(crate) agent_update: unsafe extern "C" fn(
+        AgentHandle,
+        *const crate::engine::agent::AbiTransitions,
+        *mut f64,
+        usize,
+    ) -> i32,
     _library: libloading::Library,
 }
 
@@ -346,6 +363,14 @@ fn open(path: &Path) -> Result<Plugin, String> {
         backward: symbol!("ferrorl_torch_backward"),
         step: symbol!("ferrorl_torch_step"),
         non_finite: symbol!("ferrorl_torch_non_finite"),
+        agent_new: symbol!("ferrorl_torch_agent_new"),
+        agent_free: symbol!("ferrorl_torch_agent_free"),
+        agent_describe: symbol!("ferrorl_torch_agent_describe"),
+        agent_get: symbol!("ferrorl_torch_agent_get"),
+        agent_set: symbol!("ferrorl_torch_agent_set"),
+        agent_get_counters: symbol!("ferrorl_torch_agent_get_counters"),
+        agent_set_counters: symbol!("ferrorl_torch_agent_set_counters"),
+        agent_update: symbol!("ferrorl_torch_agent_update"),
         _library: library,
     })
 }
@@ -400,6 +425,16 @@ pub fn set_threads(threads: usize) {
         // SAFETY: a function without pointer arguments.
         unsafe { (p.set_threads)(threads.max(1) as i64) }
     }
+}
+
+/// The plugin, opened on first use, for [`crate::engine::agent`].
+pub(crate) fn plugin_handle() -> Result<&'static Plugin, String> {
+    plugin()
+}
+
+/// This thread's last error in the plugin.
+pub(crate) fn last_error_of(p: &Plugin) -> String {
+    last_error(p)
 }
 
 fn last_error(p: &Plugin) -> String {

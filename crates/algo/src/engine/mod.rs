@@ -5,7 +5,11 @@
 //! or a GPU, in the plugin `librl_torch.so` loaded on first use). Both
 //! compute the same numbers as PyTorch (crates/torch/tests/ppo_learner_on_both_engines.rs,
 //! crates/torch/tests/ppo_maths_against_pytorch.rs).
+//!
+//! The off-policy agents (SAC, TD3, DQN) compute in the libtorch plugin
+//! only: [`agent`] has their ABI and handle.
 
+pub mod agent;
 pub mod gradient;
 pub mod host;
 pub mod libtorch;

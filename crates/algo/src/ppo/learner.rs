@@ -59,6 +59,12 @@ impl PpoLearner {
         run: &RunSpec,
         backend: Backend,
     ) -> Result<Self, String> {
+        if spec.head.is_off_policy() {
+            return Err(format!(
+                "PPO acts with a Categorical or Gaussian head, not {}",
+                spec.head.kind()
+            ));
+        }
         let (num_envs, seed) = (run.num_envs, run.seed);
         let obs_dim = spec.obs_dim;
         let check_policy = Policy::new(spec.clone()).ok();
@@ -137,6 +143,8 @@ impl PpoLearner {
                 .map(|r| (r.stats.clone(), r.returns.clone())),
             rng: self.rng.state(),
             updates_done: self.updates_done,
+            tensors: Vec::new(),
+            counters: Vec::new(),
         }
     }
 
@@ -452,7 +460,7 @@ impl Algorithm for PpoLearner {
         }
     }
 
-    fn state(&self) -> LearnerState {
+    fn state(&self, _lean: bool) -> LearnerState {
         PpoLearner::state(self)
     }
 

@@ -72,7 +72,12 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
 
     let mut evaluate_latest =
         |last_evaluated: &mut Option<u64>| -> Result<Option<u64>, RuntimeError> {
-            let Some(version) = published.read(block, policy.weights_mut(), obs_norm.as_mut())?
+            let Some(version) = published.read(
+                block,
+                policy.weights_mut(),
+                &mut rl_policy::Exploration::default(),
+                obs_norm.as_mut(),
+            )?
             else {
                 return Ok(None);
             };

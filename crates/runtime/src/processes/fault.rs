@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum FaultKind {
     /// A NaN reward in the payload.
     NotFinite,
+    /// An action outside the action space in the payload.
+    BadAction,
     /// A header announcing one step more than the run uses.
     WrongSize,
     /// A header naming a worker that does not exist.
@@ -61,6 +63,7 @@ impl Fault {
                 "kind" => {
                     fault.kind = match value {
                         "nan" => Some(FaultKind::NotFinite),
+                        "bad_action" => Some(FaultKind::BadAction),
                         "wrong_size" => Some(FaultKind::WrongSize),
                         "unknown_worker" => Some(FaultKind::UnknownWorker),
                         "stale_version" => Some(FaultKind::StaleVersion),
@@ -98,6 +101,7 @@ impl Fault {
                     header.obs_dim as usize,
                     header.action_dim as usize,
                     header.num_episodes as usize,
+                    header.final_obs,
                 )
                 .unwrap_or(0);
             }
@@ -113,7 +117,13 @@ impl Fault {
                 // Continued (SIGCONT) after being replaced: still a late worker.
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Some(FaultKind::NotFinite | FaultKind::ExitAtStart | FaultKind::Fail) | None => {}
+            Some(
+                FaultKind::NotFinite
+                | FaultKind::BadAction
+                | FaultKind::ExitAtStart
+                | FaultKind::Fail,
+            )
+            | None => {}
         }
     }
 }

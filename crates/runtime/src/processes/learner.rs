@@ -20,12 +20,12 @@ use rl_ipc::{Channel, ChannelError, WeightBlock};
 use crate::error::RuntimeError;
 use crate::processes::child::{report_failure, ChildContext};
 use crate::report::Progress;
-use crate::spec::spec_for;
+use crate::spec::spec_and_action_space;
 use crate::storage::checkpoint::read_checkpoint;
 use crate::storage::run_dir::RunDir;
 use crate::training::algorithm::new_algorithm;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
-use crate::training::pool::{RolloutShape, WorkerPool};
+use crate::training::pool::{ActionRange, RolloutShape, WorkerPool};
 use crate::training::published::PublishedPolicy;
 use crate::training::trainer::Trainer;
 use crate::training::worker_source::WorkerSource;
@@ -178,6 +178,7 @@ impl Host for SupervisedHost<'_> {
             &mut self.eval_block,
             point.weights,
             point.obs_norm,
+            rl_policy::Exploration::default(),
             point.version,
         )?;
         Ok(Vec::new())
@@ -240,7 +241,7 @@ impl Host for SupervisedHost<'_> {
 fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeError> {
     let settings = context.settings.clone();
     let run_dir = RunDir::existing(&context.run_dir)?;
-    let spec = spec_for(registry, &settings)?;
+    let (spec, action_space) = spec_and_action_space(registry, &settings)?;
     let eval_block = context
         .extra_fds
         .pop()
@@ -252,11 +253,20 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         .block
         .take()
         .ok_or_else(|| RuntimeError::Setup("the setup carried no weight block".into()))?;
+    let actions = match (&action_space, spec.head) {
+        (_, head) if head.is_discrete() => ActionRange::Index(head.size()),
+        (rl_env::Space::Box(b), head) if head.is_off_policy() => {
+            ActionRange::Within(b.low.clone(), b.high.clone())
+        }
+        _ => ActionRange::Any,
+    };
     let shape = RolloutShape {
-        num_steps: settings.ppo.num_steps,
+        actions,
+        num_steps: settings.round_steps(),
         envs_per_worker: settings.envs_per_worker(),
         obs_dim: spec.obs_dim,
         action_dim: spec.head.action_dim(),
+        final_obs: spec.head.is_off_policy(),
     };
     let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     let pool = WorkerPool::new(
@@ -277,7 +287,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         &settings,
         &run_dir,
         spec.clone(),
-        new_algorithm(&settings, &spec)?,
+        new_algorithm(&settings, &spec, &action_space)?,
         resume.as_ref().map(|(p, c)| (*p, c)),
         context.start_unix_s,
     )?;

@@ -56,10 +56,12 @@ pub fn measure_rollout_throughput(
     let num_workers = settings.run.num_workers.max(1);
     let per_worker = settings.envs_per_worker();
     let shape = RolloutShape {
-        num_steps: settings.ppo.num_steps,
+        actions: crate::training::pool::ActionRange::Any,
+        num_steps: settings.round_steps(),
         envs_per_worker: per_worker,
         obs_dim: spec.obs_dim,
         action_dim: spec.head.action_dim(),
+        final_obs: spec.head.is_off_policy(),
     };
     let mut pool = WorkerPool::new(
         num_workers,
@@ -115,12 +117,12 @@ pub fn measure_rollout_throughput(
         while start.elapsed().as_secs_f64() < seconds {
             version += 1;
             round(&mut pool, version)?;
-            env_steps += (num_workers * per_worker * settings.ppo.num_steps) as u64;
+            env_steps += (num_workers * per_worker * settings.round_steps()) as u64;
         }
         Ok(RolloutThroughput {
             num_workers,
             envs_per_worker: per_worker,
-            num_steps: settings.ppo.num_steps,
+            num_steps: settings.round_steps(),
             env_steps,
             seconds: start.elapsed().as_secs_f64(),
         })

@@ -13,7 +13,7 @@ use std::path::Path;
 use rl_env::Registry;
 use rl_ipc::messages::{send_json, ToLearner, ToWorker, WorkerToSupervisor};
 use rl_ipc::{Channel, ChannelError, RolloutSlot};
-use rl_policy::{ObsNormalizer, Rollout};
+use rl_policy::{Exploration, ObsNormalizer, Rollout};
 
 use crate::error::RuntimeError;
 use crate::processes::child::{report_failure, ChildContext};
@@ -91,7 +91,7 @@ fn work(
         id.first_env_index,
         checkpoint.as_ref().map(|c| (c, id.worker as usize)),
     )?;
-    let num_steps = settings.ppo.num_steps;
+    let num_steps = settings.round_steps();
     let snapshot_len = collector.snapshot().map_or(0, |s| s.len() as u64);
     // Room for the snapshot to grow (a user env's state may vary in size).
     let capacity = rl_ipc::frame::max_payload_len(num_steps, id.num_envs, obs_dim, collector.action_dim())
@@ -128,7 +128,14 @@ fn work(
             ToWorker::Collect { version } => version,
         };
         let (policy, obs_norm) = collector.policy_and_obs_norm_mut();
-        let got = published.read(block, policy.weights_mut(), obs_norm.as_mut())?;
+        let mut exploration = Exploration::default();
+        let got = published.read(
+            block,
+            policy.weights_mut(),
+            &mut exploration,
+            obs_norm.as_mut(),
+        )?;
+        collector.set_exploration(exploration);
         if got != Some(version) {
             return Err(RuntimeError::Failed(format!(
                 "asked to collect with weights version {version}, the block holds {got:?}"
@@ -142,6 +149,9 @@ fn work(
         }
         if fault.fires(round, FaultKind::NotFinite) {
             rollout.rewards[0] = f32::NAN;
+        }
+        if fault.fires(round, FaultKind::BadAction) {
+            rollout.actions[0] = 1e6;
         }
         let snapshot = collector.snapshot().unwrap_or_default();
         let mut header = slot.write(id.worker, id.generation, version, &rollout, &snapshot)?;

@@ -7,10 +7,14 @@
 //!           obs_norm.mean, obs_norm.var                       observation statistics (f64), if normalised
 //!           reward_norm.mean, .var, .returns                  reward scaling (f64), if scaled
 //!           collector.K                                       worker K's envs and sampling streams (u8)
+//!           state.NAME                                        the off-policy learner's own tensors (f32):
+//!                                                             state.agent.actor, state.agent.qf1_target,
+//!                                                             state.agent.actor_adam.exp_avg, state.replay.obs, ...
 //! metadata  format "ferrorl-checkpoint-v3", kind (periodic | stop | final | best),
 //!           env_steps, updates, weights_version, num_updates, elapsed_s, train_s,
 //!           adam_step, obs_norm_count,
-//!           reward_norm_count, rng (4 x u64), config_hash, settings (the run's
+//!           reward_norm_count, rng (4 x u64), counters (the off-policy learner's, JSON
+//!           {name: value}), config_hash, settings (the run's
 //!           settings as JSON), num_collectors,
 //!           the policy's own metadata (env_id, obs_dim, action_head, ...),
 //!           checksum: CRC-32C of the whole file with this field's value as 00000000
@@ -36,6 +40,9 @@ use crate::storage::policy_file::{
 use crate::storage::safetensors::{checksum, encode, seal, SafeTensors, TensorData};
 
 pub const CHECKPOINT_FORMAT: &str = "ferrorl-checkpoint-v3";
+
+/// The prefix of an algorithm's own tensors.
+const STATE: &str = "state.";
 
 /// Formats of earlier builds: refused with a message saying so (v2 held
 /// settings from before `total_timesteps` and normalisation left `[ppo]`).
@@ -130,16 +137,26 @@ impl Checkpoint {
             });
         let mut tensors = policy_tensors(&self.spec, &l.weights, obs_norm.as_ref());
         let n = l.weights.len();
-        tensors.push(TensorData::f32s(
-            "optimizer.exp_avg",
-            vec![n],
-            &l.adam_exp_avg,
-        ));
-        tensors.push(TensorData::f32s(
-            "optimizer.exp_avg_sq",
-            vec![n],
-            &l.adam_exp_avg_sq,
-        ));
+        // PPO's Adam; the off-policy learners keep theirs in `state.*`.
+        if !l.adam_exp_avg.is_empty() {
+            tensors.push(TensorData::f32s(
+                "optimizer.exp_avg",
+                vec![n],
+                &l.adam_exp_avg,
+            ));
+            tensors.push(TensorData::f32s(
+                "optimizer.exp_avg_sq",
+                vec![n],
+                &l.adam_exp_avg_sq,
+            ));
+        }
+        for (name, values) in &l.tensors {
+            tensors.push(TensorData::f32s(
+                format!("{STATE}{name}"),
+                vec![values.len()],
+                values,
+            ));
+        }
         if let Some((stats, returns)) = &l.reward_scaler {
             tensors.push(TensorData::f64s("reward_norm.mean", &stats.mean));
             tensors.push(TensorData::f64s("reward_norm.var", &stats.var));
@@ -180,6 +197,16 @@ impl Checkpoint {
                     .map_or("none".into(), |(s, _)| s.count.to_string()),
             ),
             ("rng", rng),
+            (
+                "counters",
+                serde_json::to_string(
+                    &l.counters
+                        .iter()
+                        .cloned()
+                        .collect::<std::collections::BTreeMap<String, u64>>(),
+                )
+                .unwrap_or_default(),
+            ),
             ("config_hash", self.config_hash.clone()),
             ("settings", self.settings_json.clone()),
             ("num_collectors", self.collectors.len().to_string()),
@@ -233,10 +260,24 @@ impl Checkpoint {
             }
             Ok(v)
         };
-        let (adam_exp_avg, adam_exp_avg_sq) = (
-            moments("optimizer.exp_avg")?,
-            moments("optimizer.exp_avg_sq")?,
-        );
+        let (adam_exp_avg, adam_exp_avg_sq) = if st.contains("optimizer.exp_avg") {
+            (
+                moments("optimizer.exp_avg")?,
+                moments("optimizer.exp_avg_sq")?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let state_tensors = st
+            .names()
+            .filter_map(|name| name.strip_prefix(STATE).map(|n| (name, n)))
+            .map(|(full, short)| Ok((short.to_string(), st.f32s(full)?)))
+            .collect::<Result<Vec<(String, Vec<f32>)>, String>>()?;
+        let counters: std::collections::BTreeMap<String, u64> = match st.metadata.get("counters") {
+            None => Default::default(),
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| format!("metadata counters = {raw:?} is not a map of counts: {e}"))?,
+        };
         if let Some(i) = adam_exp_avg_sq.iter().position(|v| *v < 0.0) {
             return Err(format!(
                 "tensor optimizer.exp_avg_sq is negative at index {i}"
@@ -318,6 +359,8 @@ impl Checkpoint {
                 reward_scaler,
                 rng,
                 updates_done: updates,
+                tensors: state_tensors,
+                counters: counters.into_iter().collect(),
             },
             num_updates,
             env_steps: st.meta_parse("env_steps")?,
@@ -385,6 +428,14 @@ mod tests {
                 )),
                 rng: [1, 2, 3, u64::MAX],
                 updates_done: 10,
+                tensors: vec![
+                    ("agent.qf1".into(), vec![0.5, -1.0, 2.0]),
+                    ("replay.rewards".into(), vec![]),
+                ],
+                counters: vec![
+                    ("agent.qf1_adam.step".into(), 7),
+                    ("replay.pos".into(), u64::MAX),
+                ],
             },
             num_updates: 50,
             env_steps: 10 * 256,

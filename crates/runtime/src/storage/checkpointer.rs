@@ -16,6 +16,7 @@ use crate::storage::run_dir::RunDir;
 pub struct Checkpointer {
     dir: CheckpointDir,
     interval: u64,
+    interval_steps: Option<u64>,
     env_id: String,
     env_kwargs: rl_env::Kwargs,
     spec: PolicySpec,
@@ -30,6 +31,7 @@ impl Checkpointer {
         Checkpointer {
             dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
             interval: settings.checkpoint.interval_updates,
+            interval_steps: settings.checkpoint_interval_steps(),
             env_id: settings.env.id.clone(),
             env_kwargs: settings.env.kwargs.clone(),
             spec: spec.clone(),
@@ -42,7 +44,13 @@ impl Checkpointer {
 
     /// Whether a periodic checkpoint is due after `updates` updates.
     pub fn due(&self, updates: u64) -> bool {
-        updates > 0 && updates % self.interval == 0
+        match self.interval_steps {
+            Some(every) => {
+                let steps = |u: u64| u.saturating_mul(self.steps_per_update) / every.max(1);
+                updates > 0 && steps(updates) > steps(updates - 1)
+            }
+            None => updates > 0 && updates % self.interval == 0,
+        }
     }
 
     /// The learner's state now, with the collectors' snapshots taken at
@@ -62,7 +70,9 @@ impl Checkpointer {
             env_kwargs: self.env_kwargs.clone(),
             spec: self.spec.clone(),
             obs_norm_clip: self.obs_norm_clip,
-            learner: learner.state(),
+            // The states kept at evaluation points leave out the replay
+            // buffer: a best checkpoint resumes with an empty one.
+            learner: learner.state(kind == CheckpointKind::Best),
             num_updates: learner.num_updates(),
             env_steps: learner.updates_done() * self.steps_per_update,
             elapsed_s,

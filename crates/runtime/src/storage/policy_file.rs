@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! tensors   actor.0.weight, actor.0.bias, ..., critic.N.bias, actor_logstd   f32, nn.Sequential names
+//!           (SAC, TD3: actor.* and the buffers action_scale, action_bias;
+//!           DQN: actor.* is the Q-network)
 //!           obs_norm.mean, obs_norm.var                                       f64, when observations are normalised
-//! metadata  format "ferrorl-policy-v2", env_id, env_kwargs (JSON, only when there are any), obs_dim, action_head (categorical | gaussian),
+//! metadata  format "ferrorl-policy-v2", env_id, env_kwargs (JSON, only when there are any), obs_dim, action_head (categorical | gaussian | squashed_gaussian | deterministic | q_values),
 //!           action_outputs, actor_hidden, critic_hidden, activation (Tanh | ReLU),
 //!           obs_norm_clip ("none" or a number),
 //!           checksum: CRC-32C of the whole file with this field's value as 00000000
@@ -133,10 +135,7 @@ pub fn policy_metadata(
     env_kwargs: &Kwargs,
     obs_norm_clip: Option<f64>,
 ) -> BTreeMap<String, String> {
-    let (head, dim) = match spec.head {
-        rl_policy::ActionHead::Categorical { n } => ("categorical", n),
-        rl_policy::ActionHead::Gaussian { dim } => ("gaussian", dim),
-    };
+    let (head, dim) = (spec.head.kind(), spec.head.size());
     [
         ("format", POLICY_FORMAT.to_string()),
         ("env_id", env_id.to_string()),
@@ -199,15 +198,12 @@ pub fn policy_from_metadata(st: &SafeTensors<'_>) -> Result<PolicyHeader, String
             .collect()
     };
     let outputs: usize = st.meta_parse("action_outputs")?;
-    let head = match st.meta("action_head")? {
-        "categorical" => ActionHead::Categorical { n: outputs },
-        "gaussian" => ActionHead::Gaussian { dim: outputs },
-        other => {
-            return Err(format!(
-                "metadata action_head = {other:?} is not categorical or gaussian"
-            ))
-        }
-    };
+    let kind = st.meta("action_head")?;
+    let head = ActionHead::from_kind(kind, outputs).ok_or_else(|| {
+        format!(
+            "metadata action_head = {kind:?} is not categorical, gaussian, squashed_gaussian, deterministic or q_values"
+        )
+    })?;
     let activation = match st.meta("activation")? {
         "Tanh" => Activation::Tanh,
         "ReLU" => Activation::Relu,

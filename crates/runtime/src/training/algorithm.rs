@@ -4,35 +4,60 @@
 use rl_algo::algorithm::Algorithm;
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
 use rl_algo::engine::gradient::Backend;
+use rl_algo::engine::gradient::Device;
+use rl_algo::offpolicy::learner::OffPolicyLearner;
 use rl_algo::ppo::learner::PpoLearner;
+use rl_env::Space;
 use rl_policy::PolicySpec;
 
 use crate::error::RuntimeError;
 use crate::settings::TrainSettings;
 
-/// The run's algorithm (`[run] algo`), on the configured device and
-/// gradient engine, with the configured libtorch threads.
+/// The run's algorithm (`[run] algo`) for an env with `action` space, on
+/// the configured device and gradient engine, with the configured
+/// libtorch threads.
 pub fn new_algorithm(
     settings: &TrainSettings,
     spec: &PolicySpec,
+    action: &Space,
 ) -> Result<Box<dyn Algorithm>, RuntimeError> {
-    match settings.run.algo.as_str() {
-        "ppo" => Ok(Box::new(new_ppo(settings, spec)?)),
-        other => Err(RuntimeError::Setup(format!(
-            "[run] algo = {other:?} is not an algorithm of this build"
-        ))),
+    match settings.off_policy() {
+        None => Ok(Box::new(new_ppo(settings, spec)?)),
+        Some(algo) => {
+            // The off-policy agents compute with libtorch on any device.
+            let device = resolve(settings)?;
+            let bounds = match action {
+                Space::Box(b) => Some((b.low.as_slice(), b.high.as_slice())),
+                Space::Discrete { .. } => None,
+            };
+            let learner = OffPolicyLearner::new(
+                spec.clone(),
+                algo,
+                settings.network.critic_hidden.clone(),
+                bounds,
+                &settings.run_spec(),
+                device,
+            )
+            .map_err(RuntimeError::Setup)?;
+            set_torch_threads(settings.run.torch_threads);
+            Ok(Box::new(learner))
+        }
     }
 }
 
-/// PPO, on the configured device and gradient engine.
-fn new_ppo(settings: &TrainSettings, spec: &PolicySpec) -> Result<PpoLearner, RuntimeError> {
-    let device = resolve_device(
+fn resolve(settings: &TrainSettings) -> Result<Device, RuntimeError> {
+    Ok(resolve_device(
         settings
             .run
             .device
             .parse::<DeviceChoice>()
             .map_err(|e| RuntimeError::Setup(e.to_string()))?,
-    )?;
+    )?)
+}
+
+/// PPO, on the configured device and gradient engine.
+fn new_ppo(settings: &TrainSettings, spec: &PolicySpec) -> Result<PpoLearner, RuntimeError> {
+    let device = resolve(settings)?;
     let backend = match settings.run.learner.as_str() {
         "torch" => Backend::Torch(device),
         _ => Backend::for_device(device),

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 
 use rl_env::seeds::resume_seed;
 use rl_env::VecEnv;
-use rl_policy::{ObsNormalizer, Policy, PolicySpec, Rollout, RolloutCollector};
+use rl_policy::{Exploration, ObsNormalizer, Policy, PolicySpec, Rollout, RolloutCollector};
 
 use crate::error::RuntimeError;
 use crate::storage::checkpoint::Checkpoint;
@@ -80,8 +80,10 @@ impl ExperienceSource for CollectorSource {
         _version: u64,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
+        exploration: Exploration,
         _host: &mut dyn Host,
     ) -> Result<(), RuntimeError> {
+        self.collector.set_exploration(exploration);
         Ok(self.collector.set_policy(weights, obs_norm.cloned())?)
     }
 

@@ -151,7 +151,7 @@ pub fn train_in_process(
         &settings.env.kwargs,
     )?;
     let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let learner = new_algorithm(settings, &spec)?;
+    let learner = new_algorithm(settings, &spec, envs.action_space())?;
     let elapsed0 = resume.map_or(0.0, |r| r.checkpoint.elapsed_s);
     let start_unix_s = unix_now() - elapsed0;
     if resume.is_none() {
@@ -166,7 +166,7 @@ pub fn train_in_process(
         0,
         resume.map(|r| (&r.checkpoint, 0)),
     )?;
-    let mut source = CollectorSource::new(collector, settings.ppo.num_steps);
+    let mut source = CollectorSource::new(collector, settings.round_steps());
     let trainer = Trainer::new(
         settings,
         run_dir,

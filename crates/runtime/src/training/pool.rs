@@ -55,12 +55,47 @@ pub enum PoolEvent {
 }
 
 /// The sizes every worker's rollouts must have.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RolloutShape {
+    /// Which actions a rollout may hold.
+    pub actions: ActionRange,
     pub num_steps: usize,
     pub envs_per_worker: usize,
     pub obs_dim: usize,
     pub action_dim: usize,
+    /// Whether rollouts carry final observations (off-policy heads).
+    pub final_obs: bool,
+}
+
+/// The actions a worker may report: what it applied to its envs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionRange {
+    /// PPO's Gaussian samples, unclipped: any finite value.
+    Any,
+    /// An index in `0..n`.
+    Index(usize),
+    /// Each value within its bounds (the off-policy heads report the
+    /// actions they applied).
+    Within(Vec<f32>, Vec<f32>),
+}
+
+impl ActionRange {
+    /// The first action of `actions` (`dim` values each) outside the range.
+    pub fn check(&self, actions: &[f32], dim: usize) -> Result<(), String> {
+        let bad = match self {
+            ActionRange::Any => None,
+            ActionRange::Index(n) => actions
+                .iter()
+                .position(|a| a.fract() != 0.0 || *a < 0.0 || *a >= *n as f32)
+                .map(|i| format!("action {i} is {}, not an index in 0..{n}", actions[i])),
+            ActionRange::Within(low, high) => actions.iter().enumerate().find_map(|(i, a)| {
+                let d = i % dim.max(1);
+                (!(low[d]..=high[d]).contains(a))
+                    .then(|| format!("action value {i} is {a}, outside [{}, {}]", low[d], high[d]))
+            }),
+        };
+        bad.map_or(Ok(()), Err)
+    }
 }
 
 /// See the module documentation.
@@ -383,7 +418,7 @@ impl WorkerPool {
                 h.weights_version
             ));
         }
-        let s = self.shape;
+        let s = &self.shape;
         let sizes = [h.num_steps, h.num_envs, h.obs_dim, h.action_dim].map(|v| v as usize);
         if sizes != [s.num_steps, s.envs_per_worker, s.obs_dim, s.action_dim] {
             return Err(format!(
@@ -392,10 +427,22 @@ impl WorkerPool {
                 s.num_steps, s.envs_per_worker, s.obs_dim, s.action_dim
             ));
         }
+        if h.final_obs != s.final_obs {
+            return Err(format!(
+                "a rollout {} final observations; this run's {}",
+                if h.final_obs { "with" } else { "without" },
+                if s.final_obs {
+                    "need them"
+                } else {
+                    "have none"
+                }
+            ));
+        }
         let slot = link.slot.as_ref().ok_or("a rollout before its slot")?;
         let part = &mut self.parts[worker];
         slot.read(h, &mut self.scratch, part, &mut self.incoming_snapshot)
             .map_err(|e| e.to_string())?;
+        s.actions.check(&part.actions, s.action_dim)?;
         let first = (worker * s.envs_per_worker) as u32;
         let envs = first..first + s.envs_per_worker as u32;
         if let Some(e) = part.episodes.iter().find(|e| !envs.contains(&e.env)) {
@@ -424,13 +471,16 @@ impl WorkerPool {
     /// Puts the round's rollouts together into `merged` (all envs, in
     /// global env order, episodes as one collector would list them).
     pub fn merge_into(&mut self, merged: &mut Rollout) -> Result<(), String> {
-        let s = self.shape;
+        let s = &self.shape;
         merged.reshape(
             s.num_steps,
             s.envs_per_worker * self.links.len(),
             s.obs_dim,
             s.action_dim,
         );
+        if s.final_obs {
+            merged.keep_final_obs();
+        }
         for (worker, part) in self.parts.iter().enumerate() {
             merged.place_envs(part, worker * s.envs_per_worker)?;
         }

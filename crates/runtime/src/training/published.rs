@@ -3,13 +3,18 @@
 //!
 //! ```text
 //! weights  f32 x P    the parameters, flat in layout order
-//! stats    f64 x 2D   observation mean (D values) then variance (D values),
+//! stats    f64 x 3    exploration: random actions (0/1), epsilon, noise
+//!                     (see `rl_policy::Exploration`)
+//!          f64 x 2D   observation mean (D values) then variance (D values),
 //!                     only when observations are normalised
 //! version  u64        updates done
 //! ```
 
 use rl_ipc::WeightBlock;
-use rl_policy::{ObsNormalizer, PolicySpec};
+use rl_policy::{Exploration, ObsNormalizer, PolicySpec};
+
+/// The exploration values ahead of the observation statistics.
+const EXPLORATION: usize = 3;
 
 use crate::error::RuntimeError;
 
@@ -31,11 +36,7 @@ impl PublishedPolicy {
     }
 
     fn stats_len(&self) -> usize {
-        if self.normalised {
-            2 * self.obs_dim
-        } else {
-            0
-        }
+        EXPLORATION + if self.normalised { 2 * self.obs_dim } else { 0 }
     }
 
     /// A block for `params` weights and this run's statistics.
@@ -43,15 +44,18 @@ impl PublishedPolicy {
         Ok(WeightBlock::create_with_stats(params, self.stats_len())?)
     }
 
-    /// Publishes `weights` and the statistics of `obs_norm` as `version`.
+    /// Publishes `weights`, how to explore and the statistics of
+    /// `obs_norm` as `version`.
     pub fn publish(
         &mut self,
         block: &mut WeightBlock,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
+        exploration: Exploration,
         version: u64,
     ) -> Result<(), RuntimeError> {
         self.stats.clear();
+        self.stats.extend_from_slice(&exploration.to_array());
         if let Some(norm) = obs_norm.filter(|_| self.normalised) {
             self.stats.extend_from_slice(&norm.stats.mean);
             self.stats.extend_from_slice(&norm.stats.var);
@@ -60,27 +64,36 @@ impl PublishedPolicy {
         Ok(())
     }
 
-    /// Reads the newest version into `weights` and `obs_norm`'s statistics;
-    /// `None` before anything was published.
+    /// Reads the newest version into `weights`, `exploration` and
+    /// `obs_norm`'s statistics; `None` before anything was published.
     pub fn read(
         &mut self,
         block: &WeightBlock,
         weights: &mut [f32],
+        exploration: &mut Exploration,
         obs_norm: Option<&mut ObsNormalizer>,
     ) -> Result<Option<u64>, RuntimeError> {
         self.stats.resize(block.stats_len(), 0.0);
         let version = block.read_with_stats_into(weights, &mut self.stats)?;
+        if self.stats.len() < EXPLORATION {
+            return Err(RuntimeError::Failed(format!(
+                "the weight block holds {} statistics, fewer than the {EXPLORATION} exploration values",
+                self.stats.len()
+            )));
+        }
+        *exploration = Exploration::from_array([self.stats[0], self.stats[1], self.stats[2]]);
         if let Some(norm) = obs_norm {
             let d = self.obs_dim;
-            if self.stats.len() != 2 * d {
+            let stats = &self.stats[EXPLORATION..];
+            if stats.len() != 2 * d {
                 return Err(RuntimeError::Failed(format!(
                     "the weight block holds {} statistics, normalised observations of {d} values need {}",
-                    self.stats.len(),
+                    stats.len(),
                     2 * d
                 )));
             }
-            norm.stats.mean.copy_from_slice(&self.stats[..d]);
-            norm.stats.var.copy_from_slice(&self.stats[d..]);
+            norm.stats.mean.copy_from_slice(&stats[..d]);
+            norm.stats.var.copy_from_slice(&stats[d..]);
         }
         Ok(version)
     }

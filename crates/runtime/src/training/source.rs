@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 
-use rl_policy::{ObsNormalizer, Rollout};
+use rl_policy::{Exploration, ObsNormalizer, Rollout};
 
 use crate::error::RuntimeError;
 use crate::training::host::{Command, Host};
@@ -26,12 +26,14 @@ pub enum Gathered {
 /// policy of the round.
 pub trait ExperienceSource {
     /// Starts a round in which every env acts with `weights` (version
-    /// `version`) and, when observations are normalised, `obs_norm`.
+    /// `version`), exploring as `exploration` says (off-policy heads) and,
+    /// when observations are normalised, with `obs_norm`.
     fn start_round(
         &mut self,
         version: u64,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
+        exploration: Exploration,
         host: &mut dyn Host,
     ) -> Result<(), RuntimeError>;
     /// Waits for the round's experience and puts it in `rollout`

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rl_algo::algorithm::{Algorithm, UpdateError};
+use rl_algo::algorithm::{Algorithm, Stats, UpdateError};
 use rl_algo::divergence::Divergence;
 use rl_algo::ppo::config::PpoConfig;
 use rl_policy::{PolicySpec, Rollout};
@@ -89,6 +89,47 @@ impl RecentReturns {
 
     pub fn mean(&self) -> Option<f64> {
         (!self.0.is_empty()).then(|| self.0.iter().sum::<f64>() / self.0.len() as f64)
+    }
+}
+
+/// The mean of each statistic over the updates of one `train.csv` row
+/// (non-finite values, such as an actor loss in an update that did not
+/// train the actor, are left out; a statistic no update had is NaN).
+#[derive(Debug, Default)]
+struct RowMeans {
+    sums: Vec<(&'static str, f64, u32)>,
+}
+
+impl RowMeans {
+    fn add(&mut self, stats: &Stats) {
+        if self.sums.is_empty() {
+            self.sums = stats.0.iter().map(|(n, _)| (*n, 0.0, 0)).collect();
+        }
+        for ((_, sum, count), (_, value)) in self.sums.iter_mut().zip(&stats.0) {
+            if value.is_finite() {
+                *sum += value;
+                *count += 1;
+            }
+        }
+    }
+
+    fn take(&mut self) -> Stats {
+        let means = self
+            .sums
+            .iter()
+            .map(|(n, sum, count)| {
+                (
+                    *n,
+                    if *count > 0 {
+                        sum / f64::from(*count)
+                    } else {
+                        f64::NAN
+                    },
+                )
+            })
+            .collect();
+        self.sums.clear();
+        Stats(means)
     }
 }
 
@@ -243,6 +284,8 @@ impl<'a> Trainer<'a> {
         let mut next_eval =
             next_eval_after(self.learner.updates_done() * steps_per_update, interval);
         let mut rollout = Rollout::default();
+        let rows_every = self.learner.updates_per_row().max(1);
+        let mut row = RowMeans::default();
         let mut ended = Ended::Completed;
         let mut divergence = None;
         let mut end_checkpoint = None;
@@ -258,6 +301,7 @@ impl<'a> Trainer<'a> {
                 version,
                 &self.learner.acting_weights(),
                 self.learner.obs_normalizer(),
+                self.learner.exploration(),
                 host,
             )?;
             loop {
@@ -298,6 +342,18 @@ impl<'a> Trainer<'a> {
             self.recent.extend(&rollout.episodes);
             let updates = self.learner.updates_done();
             let env_steps = updates * steps_per_update;
+            let last = updates == num_updates;
+            let evaluation_point = env_steps >= next_eval || last;
+            row.add(&stats);
+            // A row of train.csv every `rows_every` updates (off-policy
+            // algorithms update after every chunk), and at evaluation points,
+            // checkpoints and the end.
+            let checkpoint_due = self.checkpointer.due(updates);
+            if !(updates % rows_every == 0 || last || evaluation_point || checkpoint_due) {
+                // The next round's poll sees a stop or a checkpoint request.
+                continue;
+            }
+            let stats = row.take();
             let progress = Progress {
                 elapsed: Duration::from_secs_f64((unix_now() - self.start_unix_s).max(0.0)),
                 env_steps,
@@ -309,10 +365,9 @@ impl<'a> Trainer<'a> {
             };
             self.recorder.record(&progress, &stats)?;
             host.updated(&progress, &stats, source.rejected())?;
-            let last = updates == num_updates;
             // An evaluation point: the state is kept in case its
             // evaluation turns out the best.
-            if env_steps >= next_eval || last {
+            if evaluation_point {
                 if self.retained.len() == RETAINED_EVAL_POINTS {
                     self.retained.pop_front();
                 }
@@ -333,7 +388,7 @@ impl<'a> Trainer<'a> {
             }
             if last {
                 end_checkpoint = Some(self.write(CheckpointKind::Final, source)?);
-            } else if self.checkpointer.due(updates) {
+            } else if checkpoint_due {
                 self.write(CheckpointKind::Periodic, source)?;
             }
             if ended == Ended::Stopped {

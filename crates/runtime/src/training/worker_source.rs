@@ -63,10 +63,11 @@ impl ExperienceSource for WorkerSource {
         version: u64,
         weights: &[f32],
         obs_norm: Option<&ObsNormalizer>,
+        exploration: rl_policy::Exploration,
         host: &mut dyn Host,
     ) -> Result<(), RuntimeError> {
         self.published
-            .publish(&mut self.block, weights, obs_norm, version)?;
+            .publish(&mut self.block, weights, obs_norm, exploration, version)?;
         let events = self.pool.start_round(version);
         self.report(events, host)
     }
