@@ -8,6 +8,8 @@
 //! bench transport                                            rollout payloads worker -> learner
 //! bench learner-compare [--device D]                         one update on each engine, compared
 //! bench learner-time [--device D] [--hidden 64,64] [--batch B] ...  ms per minibatch step
+//! bench offpolicy-step [--algo A] [--device D] [--hidden 256,256] [--batch B] [--threads N]
+//!                                                            ms per off-policy gradient step
 //! ```
 //!
 //! The figures and the commands that reproduce them are in the README.
@@ -15,6 +17,7 @@
 mod envs;
 mod ipc;
 mod learner;
+mod offpolicy;
 mod rollout;
 
 use std::process::ExitCode;
@@ -28,6 +31,7 @@ fn usage() -> &'static str {
      \x20      bench transport\n\
      \x20      bench learner-compare [--device cpu|cuda]\n\
      \x20      bench learner-time [--device cpu|cuda] [--hidden 64,64] [--batch B] [--minibatches M] [--epochs K] [--seconds S]\n\
+     \x20      bench offpolicy-step [--algo sac|td3|dqn] [--device cpu|cuda] [--hidden 256,256] [--batch B] [--threads N] [--seconds S]\n\
      Prints JSON lines."
 }
 
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         "transport" => ipc::transport().map_err(|m| (1, m)),
         "learner-compare" => learner::compare(rest),
         "learner-time" => learner::time(rest),
+        "offpolicy-step" => offpolicy::step(rest),
         ipc::READER_ROLE => ipc::broadcast_reader(rest).map_err(|m| (1, m)),
         ipc::WRITER_ROLE => ipc::transport_writer(rest).map_err(|m| (1, m)),
         other => Err((2, format!("unknown benchmark '{other}'\n{}", usage()))),

@@ -2,9 +2,10 @@
 //! trains bit-identical weights and curves on 0, 1, 2 and 4 worker
 //! processes; a run interrupted at a checkpoint resumes to exactly the run
 //! that was not (replay buffer included); a worker killed mid-chunk loses
-//! only its chunk; out-of-range actions are rejected; the policy file plays
-//! with `evaluate`; configs that cannot work are refused before anything
-//! starts.
+//! only its chunk; out-of-range actions are rejected; async collection
+//! records each chunk's policy lag and keeps it under its limit; the policy
+//! file plays with `evaluate`; configs that cannot work are refused before
+//! anything starts.
 
 #![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
 
@@ -185,6 +186,48 @@ fn out_of_range_and_non_finite_transitions_are_rejected_and_counted() {
     }
 }
 
+/// Async collection: workers never wait for the learner; train.csv has
+/// each row's mean policy lag and the chunks dropped as too stale, and no
+/// chunk older than `max_policy_lag` is trained on.
+#[test]
+fn async_collection_records_policy_lag_and_enforces_its_limit() {
+    for (max_lag, name) in [(16, "async"), (0, "async-lag-0")] {
+        let set = format!("run.max_policy_lag={max_lag}");
+        let mut run = Run::start(
+            name,
+            &config("sac", "Pendulum-v1", 512, ""),
+            &[
+                "--set",
+                "run.num_workers=2",
+                "--set",
+                "run.collection=async",
+                "--set",
+                &set,
+            ],
+            &[],
+        );
+        run.expect_exit(0, Duration::from_secs(180));
+        let text = std::fs::read_to_string(run.run_dir.join("train.csv")).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let at = |name: &str| header.iter().position(|c| *c == name).unwrap();
+        let (lag, stale) = (at("policy_lag"), at("stale_chunks"));
+        let rows = run.train_rows();
+        // Chunks are one worker's: 2 envs x 2 steps.
+        assert_eq!(rows.last().unwrap()[1], "512", "{}", run.output());
+        assert_eq!(rows.last().unwrap()[2], "128", "{}", run.output());
+        let lags: Vec<f64> = rows.iter().map(|r| r[lag].parse().unwrap()).collect();
+        assert!(lags.iter().all(|l| *l <= max_lag as f64), "{lags:?}");
+        if max_lag > 0 {
+            // A worker is asked for its next chunk before the update of its
+            // last one: it acts with weights one update old at least.
+            assert!(lags.iter().any(|l| *l > 0.0), "{lags:?}");
+        }
+        let stale: Vec<f64> = rows.iter().map(|r| r[stale].parse().unwrap()).collect();
+        assert!(stale.windows(2).all(|w| w[0] <= w[1]), "{stale:?}");
+        run.assert_nothing_left();
+    }
+}
+
 #[test]
 fn evaluate_plays_the_off_policy_policies() {
     for (algo, env) in [
@@ -235,6 +278,11 @@ fn configs_that_cannot_work_are_refused_before_anything_starts() {
             config("td3", "Pendulum-v1", 256, "")
                 .replace("num_envs = 4", "num_envs = 4\nnormalize_obs = true"),
             "[env] normalize_obs = true is not allowed; expected false with an off-policy algo",
+        ),
+        (
+            "async-in-one-process",
+            config("sac", "Pendulum-v1", 256, "").replace("algo = \"sac\"", "algo = \"sac\"\ncollection = \"async\""),
+            "[run] collection = \"async\" is not allowed; expected \"sync\" unless an off-policy algo",
         ),
         (
             "bad-tau",

@@ -79,6 +79,38 @@ fn default_clip() -> f64 {
 /// The algorithms `[run] algo` can name.
 pub const ALGORITHMS: [&str; 4] = ["ppo", "sac", "td3", "dqn"];
 
+/// The off-policy columns with async collection: the algorithm's, then the
+/// chunk's policy lag and the stale chunks dropped so far.
+const SAC_ASYNC: [&str; 10] = [
+    "qf1_values",
+    "qf2_values",
+    "qf1_loss",
+    "qf2_loss",
+    "qf_loss",
+    "actor_loss",
+    "alpha",
+    "alpha_loss",
+    "policy_lag",
+    "stale_chunks",
+];
+const TD3_ASYNC: [&str; 8] = [
+    "qf1_values",
+    "qf2_values",
+    "qf1_loss",
+    "qf2_loss",
+    "qf_loss",
+    "actor_loss",
+    "policy_lag",
+    "stale_chunks",
+];
+const DQN_ASYNC: [&str; 5] = [
+    "td_loss",
+    "q_values",
+    "epsilon",
+    "policy_lag",
+    "stale_chunks",
+];
+
 /// `[network]`: the actor and critic MLPs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -205,6 +237,14 @@ pub struct RunSettings {
     /// Seconds the learner may go without progress (a minibatch, an update,
     /// a worker's rollout) before the run is stopped as stuck.
     pub learner_timeout_s: f64,
+    /// "sync": every round is collected with the newest weights and the
+    /// learner trains in lockstep (the same seed gives the same run);
+    /// "async" (off-policy algorithms with workers): workers never wait
+    /// for the learner, each chunk is trained on as it arrives.
+    pub collection: String,
+    /// Async collection: chunks collected with weights more than this many
+    /// updates old are dropped (counted in train.csv's `stale_chunks`).
+    pub max_policy_lag: u64,
 }
 
 impl Default for RunSettings {
@@ -221,6 +261,8 @@ impl Default for RunSettings {
             max_restarts: 10,
             restart_backoff_s: 0.5,
             learner_timeout_s: 300.0,
+            collection: "sync".to_string(),
+            max_policy_lag: 16,
         }
     }
 }
@@ -341,6 +383,7 @@ impl TrainSettings {
                 json(&self.off_policy_common().map(|c| c.buffer_size)),
             ),
             ("run.algo", json(&self.run.algo)),
+            ("run.collection", json(&self.run.collection)),
             ("run.num_workers", json(&self.run.num_workers)),
             ("run.seed", json(&self.run.seed)),
         ]
@@ -349,11 +392,29 @@ impl TrainSettings {
     /// What the run's algorithm reports after each update, in order: its
     /// `train.csv` columns between `steps_per_s` and `episode_return_mean`.
     pub fn stat_names(&self) -> &'static [&'static str] {
-        match self.off_policy() {
-            None => &STAT_NAMES,
-            Some(AgentAlgo::Sac(_)) => &SAC_STATS,
-            Some(AgentAlgo::Td3(_)) => &TD3_STATS,
-            Some(AgentAlgo::Dqn(_)) => &DQN_COLUMNS,
+        match (self.off_policy(), self.is_async()) {
+            (None, _) => &STAT_NAMES,
+            (Some(AgentAlgo::Sac(_)), false) => &SAC_STATS,
+            (Some(AgentAlgo::Td3(_)), false) => &TD3_STATS,
+            (Some(AgentAlgo::Dqn(_)), false) => &DQN_COLUMNS,
+            (Some(AgentAlgo::Sac(_)), true) => &SAC_ASYNC,
+            (Some(AgentAlgo::Td3(_)), true) => &TD3_ASYNC,
+            (Some(AgentAlgo::Dqn(_)), true) => &DQN_ASYNC,
+        }
+    }
+
+    /// Whether collection is asynchronous (`[run] collection = "async"`).
+    pub fn is_async(&self) -> bool {
+        self.run.collection == "async"
+    }
+
+    /// Envs whose steps one update trains on: all of them, or one worker's
+    /// with async collection.
+    pub fn envs_per_update(&self) -> usize {
+        if self.is_async() {
+            self.envs_per_worker()
+        } else {
+            self.env.num_envs
         }
     }
 
@@ -377,7 +438,7 @@ impl TrainSettings {
     /// Env steps in one update (a round): num_envs * round steps (at most
     /// 2^48 once the settings are valid).
     pub fn steps_per_update(&self) -> u64 {
-        (self.env.num_envs as u64).saturating_mul(self.round_steps() as u64)
+        (self.envs_per_update() as u64).saturating_mul(self.round_steps() as u64)
     }
 
     /// Every out-of-range value, as `(table, error)`. The env id is checked
@@ -615,6 +676,32 @@ impl TrainSettings {
                 },
             );
         }
+        check(
+            &mut e,
+            "run",
+            ["sync", "async"].contains(&self.run.collection.as_str()),
+            "collection",
+            format!("{:?}", self.run.collection),
+            "\"sync\" or \"async\"",
+        );
+        if self.is_async() {
+            check(
+                &mut e,
+                "run",
+                self.off_policy().is_some() && self.run.num_workers > 0,
+                "collection",
+                format!("{:?}", self.run.collection),
+                "\"sync\" unless an off-policy algo (sac, td3, dqn) runs with worker processes (num_workers >= 1)",
+            );
+        }
+        check(
+            &mut e,
+            "run",
+            self.run.max_policy_lag <= MAX_CONFIG_INT,
+            "max_policy_lag",
+            self.run.max_policy_lag.to_string(),
+            "an integer in 0..=9223372036854775807",
+        );
         if self.off_policy().is_some() {
             for (field, on) in [
                 ("normalize_obs", self.env.normalize_obs),

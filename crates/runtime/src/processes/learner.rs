@@ -269,11 +269,14 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         final_obs: spec.head.is_off_policy(),
     };
     let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
-    let pool = WorkerPool::new(
+    let mut pool = WorkerPool::new(
         settings.run.num_workers,
         shape,
         Duration::from_secs_f64(settings.run.worker_timeout_s),
     );
+    if settings.is_async() {
+        pool = pool.collect_async(settings.run.max_policy_lag);
+    }
     let mut source = WorkerSource::new(pool, block, published.clone());
     listen_for_stop_signal()?;
     let resume = match &context.resume {

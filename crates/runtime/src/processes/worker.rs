@@ -136,11 +136,15 @@ fn work(
             obs_norm.as_mut(),
         )?;
         collector.set_exploration(exploration);
-        if got != Some(version) {
-            return Err(RuntimeError::Failed(format!(
-                "asked to collect with weights version {version}, the block holds {got:?}"
-            )));
-        }
+        // Async: the newest weights, at least the version asked for.
+        let version = match got {
+            Some(got) if got == version || (settings.is_async() && got > version) => got,
+            _ => {
+                return Err(RuntimeError::Failed(format!(
+                    "asked to collect with weights version {version}, the block holds {got:?}"
+                )))
+            }
+        };
         collector.collect_into(num_steps, &mut rollout)?;
         if fault.fires(round, FaultKind::Fail) {
             return Err(RuntimeError::Failed(

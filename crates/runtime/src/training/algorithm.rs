@@ -1,7 +1,7 @@
 //! The run's learning algorithm, built from its settings: where `[run]
 //! device`, `[run] learner` and `[run] torch_threads` are read.
 
-use rl_algo::algorithm::Algorithm;
+use rl_algo::algorithm::{Algorithm, RunSpec};
 use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
 use rl_algo::engine::gradient::Backend;
 use rl_algo::engine::gradient::Device;
@@ -30,12 +30,18 @@ pub fn new_algorithm(
                 Space::Box(b) => Some((b.low.as_slice(), b.high.as_slice())),
                 Space::Discrete { .. } => None,
             };
+            // Its updates each train on one chunk: every env's, or one
+            // worker's with async collection.
+            let run = RunSpec {
+                num_envs: settings.envs_per_update(),
+                ..settings.run_spec()
+            };
             let learner = OffPolicyLearner::new(
                 spec.clone(),
                 algo,
                 settings.network.critic_hidden.clone(),
                 bounds,
-                &settings.run_spec(),
+                &run,
                 device,
             )
             .map_err(RuntimeError::Setup)?;

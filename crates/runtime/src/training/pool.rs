@@ -9,6 +9,15 @@
 //! next generation number). So are a worker that stays silent past its
 //! deadline and one whose channel closes. Nothing a retired process sends
 //! is read again: its channel and slot are dropped on the spot.
+//!
+//! In **async** collection (the off-policy algorithms' `[run] collection =
+//! "async"`) there are no rounds: each worker collects with whatever
+//! weights are newest when it starts a chunk (`Collect { version }` says
+//! the oldest it may use), the learner takes chunks one at a time in the
+//! order they arrived and asks their worker for the next one at once, before
+//! it trains, so that no worker waits for an update. A chunk's policy lag
+//! is the learner's version when it is taken minus the version it was
+//! collected with; chunks past `max_policy_lag` are dropped and counted.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -39,6 +48,10 @@ struct WorkerLink {
     state: LinkState,
     /// Whether its rollout for the current round is in.
     delivered: bool,
+    /// The oldest weights version it may collect with (async).
+    asked: u64,
+    /// The weights version its delivered rollout was collected with.
+    collected_with: u64,
 }
 
 /// Something only the supervisor can act on.
@@ -119,6 +132,14 @@ pub struct WorkerPool {
     last_poll: Instant,
     /// Worker messages rejected so far.
     pub rejected: u64,
+    /// Async collection: the largest policy lag a chunk may have.
+    max_lag: Option<u64>,
+    /// Async: workers whose chunk is in, oldest first.
+    arrivals: std::collections::VecDeque<usize>,
+    /// Async: the worker whose chunk was taken last, and its lag.
+    taken: Option<(usize, u64)>,
+    /// Async: chunks dropped for being staler than `max_lag`.
+    pub stale: u64,
 }
 
 impl WorkerPool {
@@ -138,6 +159,8 @@ impl WorkerPool {
                     slot: None,
                     state: LinkState::Absent,
                     delivered: false,
+                    asked: 0,
+                    collected_with: 0,
                 })
                 .collect(),
             shape,
@@ -152,7 +175,22 @@ impl WorkerPool {
             buf: Vec::new(),
             last_poll: Instant::now(),
             rejected: 0,
+            max_lag: None,
+            arrivals: std::collections::VecDeque::new(),
+            taken: None,
+            stale: 0,
         }
+    }
+
+    /// Collects asynchronously (see the module documentation), dropping
+    /// chunks with a policy lag above `max_lag`.
+    pub fn collect_async(mut self, max_lag: u64) -> Self {
+        self.max_lag = Some(max_lag);
+        self
+    }
+
+    pub fn is_async(&self) -> bool {
+        self.max_lag.is_some()
     }
 
     pub fn num_workers(&self) -> usize {
@@ -180,8 +218,10 @@ impl WorkerPool {
     /// ready worker for a rollout.
     pub fn start_round(&mut self, version: u64) -> Vec<PoolEvent> {
         self.version = Some(version);
-        for link in &mut self.links {
-            link.delivered = false;
+        if !self.is_async() {
+            for link in &mut self.links {
+                link.delivered = false;
+            }
         }
         let mut events = Vec::new();
         for worker in 0..self.links.len() {
@@ -190,9 +230,36 @@ impl WorkerPool {
         events
     }
 
-    /// Whether every worker's rollout of the current round is in.
+    /// Whether every worker's rollout of the current round is in (async:
+    /// whether a chunk is waiting).
     pub fn round_complete(&self) -> bool {
+        if self.is_async() {
+            return !self.arrivals.is_empty();
+        }
         self.version.is_some() && self.links.iter().all(|l| l.delivered)
+    }
+
+    /// Async: takes the oldest chunk that arrived into `chunk` (that
+    /// worker's envs only) and asks its worker for the next one; chunks
+    /// staler than the limit are dropped on the way. `None` when none is
+    /// waiting.
+    pub fn take_chunk(&mut self, chunk: &mut Rollout, events: &mut Vec<PoolEvent>) -> Option<u64> {
+        let version = self.version?;
+        while let Some(worker) = self.arrivals.pop_front() {
+            let link = &mut self.links[worker];
+            link.delivered = false;
+            let lag = version.saturating_sub(link.collected_with);
+            if lag > self.max_lag.unwrap_or(u64::MAX) {
+                self.stale += 1;
+                self.ask(worker, events);
+                continue;
+            }
+            std::mem::swap(chunk, &mut self.parts[worker]);
+            self.taken = Some((worker, lag));
+            self.ask(worker, events);
+            return Some(lag);
+        }
+        None
     }
 
     /// Asks `worker` for the current round's rollout if it is ready and has
@@ -205,6 +272,7 @@ impl WorkerPool {
         if link.delivered || link.state != LinkState::Idle {
             return;
         }
+        link.asked = version;
         let sent = link
             .channel
             .as_ref()
@@ -224,7 +292,9 @@ impl WorkerPool {
 
     /// Drops a worker's channel and slot and asks for a replacement.
     fn retire(&mut self, worker: usize, reason: String, events: &mut Vec<PoolEvent>) {
+        self.arrivals.retain(|w| *w != worker);
         let link = &mut self.links[worker];
+        link.delivered = false;
         link.channel = None;
         link.slot = None;
         link.state = LinkState::Absent;
@@ -394,6 +464,10 @@ impl WorkerPool {
                 );
                 self.links[worker].state = LinkState::Idle;
                 self.links[worker].delivered = true;
+                self.links[worker].collected_with = header.weights_version;
+                if self.is_async() {
+                    self.arrivals.push_back(worker);
+                }
             }
         }
     }
@@ -412,7 +486,15 @@ impl WorkerPool {
             ));
         }
         let version = self.version.unwrap_or(u64::MAX);
-        if h.weights_version != version {
+        if self.is_async() {
+            // Any weights from those it was asked for to the newest.
+            if !(link.asked..=version).contains(&h.weights_version) {
+                return Err(format!(
+                    "a chunk collected with weights version {}, it was asked for {} to {version}",
+                    h.weights_version, link.asked
+                ));
+            }
+        } else if h.weights_version != version {
             return Err(format!(
                 "a rollout collected with weights version {}, the round is for version {version}",
                 h.weights_version
@@ -493,7 +575,13 @@ impl WorkerPool {
     /// that is abandoned or diverges leaves the learner at the state the
     /// previous snapshots belong to.)
     pub fn commit_round(&mut self) {
-        self.snapshots.clone_from(&self.pending_snapshots);
+        match self.taken.take() {
+            // Async: the taken chunk's worker only.
+            Some((worker, _)) => {
+                self.snapshots[worker].clone_from(&self.pending_snapshots[worker]);
+            }
+            None => self.snapshots.clone_from(&self.pending_snapshots),
+        }
     }
 
     /// Asks every worker to exit.

@@ -59,4 +59,9 @@ pub trait ExperienceSource {
     fn rejected(&self) -> u64;
     /// Tells every collector to stop.
     fn stop(&mut self);
+    /// Async collection: the policy lag of the chunk just gathered and the
+    /// chunks dropped as too stale so far; `None` for rounds.
+    fn async_stats(&self) -> Option<(u64, u64)> {
+        None
+    }
 }

@@ -98,12 +98,16 @@ impl RecentReturns {
 #[derive(Debug, Default)]
 struct RowMeans {
     sums: Vec<(&'static str, f64, u32)>,
+    last_stale: f64,
 }
 
 impl RowMeans {
     fn add(&mut self, stats: &Stats) {
         if self.sums.is_empty() {
             self.sums = stats.0.iter().map(|(n, _)| (*n, 0.0, 0)).collect();
+        }
+        if let Some(stale) = stats.get("stale_chunks") {
+            self.last_stale = stale;
         }
         for ((_, sum, count), (_, value)) in self.sums.iter_mut().zip(&stats.0) {
             if value.is_finite() {
@@ -117,15 +121,11 @@ impl RowMeans {
         let means = self
             .sums
             .iter()
-            .map(|(n, sum, count)| {
-                (
-                    *n,
-                    if *count > 0 {
-                        sum / f64::from(*count)
-                    } else {
-                        f64::NAN
-                    },
-                )
+            .map(|(n, sum, count)| match *n {
+                // A running count: its value at the row's last update.
+                "stale_chunks" => (*n, self.last_stale),
+                _ if *count > 0 => (*n, sum / f64::from(*count)),
+                _ => (*n, f64::NAN),
             })
             .collect();
         self.sums.clear();
@@ -181,7 +181,7 @@ impl<'a> Trainer<'a> {
             recorder: TrainRecorder::new(
                 run_dir,
                 run_dir.append_train_csv()?,
-                learner.stat_names(),
+                settings.stat_names(),
                 start_unix_s,
             )?,
             settings,
@@ -325,7 +325,13 @@ impl<'a> Trainer<'a> {
                 host.stop_now()
             };
             let stats = match self.learner.update(&rollout, &abandon) {
-                Ok(stats) => stats,
+                Ok(mut stats) => {
+                    if let Some((lag, stale)) = source.async_stats() {
+                        stats.0.push(("policy_lag", lag as f64));
+                        stats.0.push(("stale_chunks", stale as f64));
+                    }
+                    stats
+                }
                 Err(UpdateError::Abandoned) => {
                     ended = Ended::Stopped;
                     break;

@@ -24,6 +24,8 @@ pub struct WorkerSource {
     block: WeightBlock,
     published: PublishedPolicy,
     restarted: Vec<Range<usize>>,
+    /// The policy lag of the last chunk taken (async collection).
+    lag: u64,
 }
 
 impl WorkerSource {
@@ -35,6 +37,7 @@ impl WorkerSource {
             block,
             published,
             restarted: Vec::new(),
+            lag: 0,
         }
     }
 
@@ -78,7 +81,15 @@ impl ExperienceSource for WorkerSource {
         rollout: &mut Rollout,
     ) -> Result<Gathered, RuntimeError> {
         loop {
-            if self.pool.round_complete() {
+            if self.pool.is_async() {
+                let mut events = Vec::new();
+                let taken = self.pool.take_chunk(rollout, &mut events);
+                self.report(events, host)?;
+                if let Some(lag) = taken {
+                    self.lag = lag;
+                    return Ok(Gathered::Complete);
+                }
+            } else if self.pool.round_complete() {
                 self.pool
                     .merge_into(rollout)
                     .map_err(RuntimeError::Failed)?;
@@ -116,6 +127,10 @@ impl ExperienceSource for WorkerSource {
 
     fn rejected(&self) -> u64 {
         self.pool.rejected
+    }
+
+    fn async_stats(&self) -> Option<(u64, u64)> {
+        self.pool.is_async().then_some((self.lag, self.pool.stale))
     }
 
     fn stop(&mut self) {

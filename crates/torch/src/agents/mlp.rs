@@ -62,6 +62,18 @@ impl FlatMlp {
         });
     }
 
+    /// Runs `f` with this network's parameters frozen: gradients flow
+    /// through it to its inputs but none is computed for its weights (the
+    /// actor's loss goes through the Q-networks; CleanRL computes their
+    /// weight gradients too and throws them away at the next
+    /// `zero_grad`: the same update, two weight-gradient GEMMs more).
+    pub fn frozen<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _ = self.flat.set_requires_grad(false);
+        let out = f();
+        let _ = self.flat.set_requires_grad(true);
+        out
+    }
+
     pub fn adam(&self) -> Adam {
         Adam::new(&self.flat, 0.9, 0.999, 1e-8)
     }

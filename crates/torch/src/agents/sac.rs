@@ -141,13 +141,19 @@ impl Sac {
             for k in 0..c.policy_frequency as i64 {
                 let (pi, log_pi, _) = self.get_action(&b.obs, &b.noise(1 + per * k));
                 let pi_in = Tensor::cat(&[&b.obs, &pi], 1);
-                let qf1_pi = self.qf1.forward(&pi_in);
-                let qf2_pi = self.qf2.forward(&pi_in);
-                let min_qf_pi = qf1_pi.minimum(&qf2_pi);
-                let actor_loss = ((log_pi * alpha) - min_qf_pi).mean(Kind::Float);
+                let (qf1, qf2) = (&self.qf1, &self.qf2);
+                let actor_loss = qf1.frozen(|| {
+                    qf2.frozen(|| {
+                        let qf1_pi = qf1.forward(&pi_in);
+                        let qf2_pi = qf2.forward(&pi_in);
+                        let min_qf_pi = qf1_pi.minimum(&qf2_pi);
+                        let actor_loss = ((log_pi * alpha) - min_qf_pi).mean(Kind::Float);
+                        self.actor.zero_grad();
+                        actor_loss.backward();
+                        actor_loss
+                    })
+                });
                 stats[5] = finite(&actor_loss, "the actor loss")?;
-                self.actor.zero_grad();
-                actor_loss.backward();
                 finite_grad(&self.actor.flat, "the actor")?;
                 self.actor_adam.step(&mut self.actor.flat, c.policy_lr);
                 if c.autotune {

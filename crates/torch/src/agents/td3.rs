@@ -100,13 +100,16 @@ impl Td3 {
 
         if update_actor {
             let pi = self.act(&self.actor, &b.obs);
-            let actor_loss = -self
-                .qf1
-                .forward(&Tensor::cat(&[&b.obs, &pi], 1))
-                .mean(Kind::Float);
+            let qf1 = &self.qf1;
+            let actor_loss = qf1.frozen(|| {
+                let actor_loss = -qf1
+                    .forward(&Tensor::cat(&[&b.obs, &pi], 1))
+                    .mean(Kind::Float);
+                self.actor.zero_grad();
+                actor_loss.backward();
+                actor_loss
+            });
             stats[5] = finite(&actor_loss, "the actor loss")?;
-            self.actor.zero_grad();
-            actor_loss.backward();
             finite_grad(&self.actor.flat, "the actor")?;
             self.actor_adam.step(&mut self.actor.flat, c.learning_rate);
         }
