@@ -25,6 +25,7 @@ use std::ffi::c_void;
 use rl_policy::Activation;
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::agent_abi::AbiTransitions;
 use crate::engine::gradient::Device;
 use crate::engine::libtorch::{last_error_of, plugin_handle, Plugin};
 use crate::offpolicy::config::{DqnConfig, SacConfig, Td3Config};
@@ -141,23 +142,6 @@ pub const TD3_STATS: [&str; 6] = [
     "actor_loss",
 ];
 pub const DQN_STATS: [&str; 2] = ["td_loss", "q_values"];
-
-/// One update's input (pointers valid for the call).
-#[repr(C)]
-pub struct AbiTransitions {
-    pub batch_size: usize,
-    pub obs: *const f32,      // [B, obs_dim]
-    pub actions: *const f32,  // [B, action_size] (DQN: [B], the index)
-    pub rewards: *const f32,  // [B]
-    pub next_obs: *const f32, // [B, obs_dim]
-    pub dones: *const f32,    // [B], 1.0 where terminated
-    pub noise: *const f32,    // [noise_rows, B, action_size]
-    pub noise_len: usize,
-    /// Train the actor (and SAC's alpha) in this update.
-    pub update_actor: u32,
-    /// Polyak-update the target networks after this update.
-    pub update_targets: u32,
-}
 
 /// The agent's state as the plugin lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -287,7 +287,7 @@ pub(crate) struct Plugin {
     pub(crate) agent_set_counters: unsafe extern "C" fn(AgentHandle, *const u64, usize) -> i32,
     pub(crate) agent_update: unsafe extern "C" fn(
         AgentHandle,
-        *const crate::engine::agent::AbiTransitions,
+        *const crate::engine::agent_abi::AbiTransitions,
         *mut f64,
         usize,
     ) -> i32,

@@ -10,6 +10,7 @@
 //! only: [`agent`] has their ABI and handle.
 
 pub mod agent;
+pub mod agent_abi;
 pub mod gradient;
 pub mod host;
 pub mod libtorch;

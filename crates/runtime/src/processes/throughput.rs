@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rl_env::Registry;
 use rl_ipc::messages::{RoleSetup, Setup};
-use rl_ipc::{Channel, WeightBlock};
+use rl_ipc::Channel;
 use rl_policy::Rollout;
 
 use crate::clock::unix_now;
@@ -50,7 +50,9 @@ pub fn measure_rollout_throughput(
 ) -> Result<RolloutThroughput, RuntimeError> {
     let spec = spec_for(registry, settings)?;
     let weights = rl_algo::init::initial_weights(&spec, settings.run.seed, 0.0);
-    let mut block = WeightBlock::create(weights.len())?;
+    // The layout workers read: weights, exploration, no statistics.
+    let mut published = crate::training::published::PublishedPolicy::new(&spec, false);
+    let mut block = published.create_block(weights.len())?;
     let settings_json =
         serde_json::to_string(settings).map_err(|e| RuntimeError::Setup(e.to_string()))?;
     let num_workers = settings.run.num_workers.max(1);
@@ -97,7 +99,13 @@ pub fn measure_rollout_throughput(
         let mut merged = Rollout::default();
         let mut version = 0u64;
         let mut round = |pool: &mut WorkerPool, version: u64| -> Result<(), RuntimeError> {
-            block.publish(&weights, version)?;
+            published.publish(
+                &mut block,
+                &weights,
+                None,
+                rl_policy::Exploration::default(),
+                version,
+            )?;
             let mut events = pool.start_round(version);
             while !pool.round_complete() {
                 if let Some(PoolEvent::Replace { worker, reason, .. }) = events
