@@ -122,7 +122,7 @@ pub fn step(args: &[String]) -> Result<(), (u8, String)> {
         };
         chunk.rewards[0] = rng.standard_normal() as f32;
     };
-    for _ in 0..batch.max(50) {
+    for _ in 0..20 {
         fill(&mut chunk);
         learner
             .update(&chunk, &|| false)
