@@ -61,7 +61,11 @@ pub fn divergence_message(
         policy.display(),
         checkpoint.map_or(String::new(), |c| format!(" and {}", c.display())),
         run_dir.display(),
-        example.unwrap_or_else(|| " --set ppo.KEY=VALUE".to_string())
+        example.unwrap_or_else(|| match divergence.suspects.first() {
+            // An off-policy table's key: its own name.
+            Some((key, _)) => format!(" --set {key}=VALUE"),
+            None => " --set ppo.KEY=VALUE".to_string(),
+        })
     )
 }
 
