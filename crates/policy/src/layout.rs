@@ -180,7 +180,7 @@ impl ParamLayout {
 }
 
 /// The sizes of each linear layer of an MLP: `(in, out)` pairs.
-pub(crate) fn layer_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<(usize, usize)> {
+pub fn layer_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<(usize, usize)> {
     let mut sizes = Vec::with_capacity(hidden.len() + 1);
     let mut previous = input;
     for &h in hidden {

@@ -29,7 +29,8 @@ mod rollout;
 
 pub use evaluate::evaluate_episodes;
 pub use layout::{
-    ActionHead, Activation, ParamEntry, ParamLayout, PolicySpec, LOG_STD_MAX, LOG_STD_MIN,
+    layer_sizes, ActionHead, Activation, ParamEntry, ParamLayout, PolicySpec, LOG_STD_MAX,
+    LOG_STD_MIN,
 };
 pub use normalize::{ObsNormalizer, RunningMeanStd};
 pub use policy::{Exploration, Policy, PolicyError};

@@ -50,17 +50,20 @@ impl MemoryPlan {
     }
 }
 
+/// Parameters of an MLP, in 128 bits.
+fn mlp_params(input: usize, hidden: &[usize], output: usize) -> u128 {
+    let mut total = 0u128;
+    let mut previous = input as u128;
+    for &h in hidden.iter().chain(std::iter::once(&output)) {
+        total += previous * h as u128 + h as u128;
+        previous = h as u128;
+    }
+    total
+}
+
 /// Parameters of a network, in 128 bits (never overflows).
 pub fn num_params(spec: &PolicySpec) -> u128 {
-    let mlp = |input: usize, hidden: &[usize], output: usize| -> u128 {
-        let mut total = 0u128;
-        let mut previous = input as u128;
-        for &h in hidden.iter().chain(std::iter::once(&output)) {
-            total += previous * h as u128 + h as u128;
-            previous = h as u128;
-        }
-        total
-    };
+    let mlp = mlp_params;
     let head = spec.head.actor_outputs();
     let log_std = match spec.head {
         rl_policy::ActionHead::Gaussian { dim } => dim as u128,
@@ -183,16 +186,7 @@ fn off_policy_items(settings: &TrainSettings, spec: &PolicySpec) -> Vec<MemoryIt
         "td3" => (&["td3.buffer_size"], &["network.critic_hidden"]),
         _ => (&["dqn.buffer_size"], &["network.actor_hidden"]),
     };
-    let mlp = |input: usize, hidden: &[usize], output: usize| -> u128 {
-        let mut total = 0u128;
-        let mut previous = input as u128;
-        for &h in hidden.iter().chain(std::iter::once(&output)) {
-            total += previous * h as u128 + h as u128;
-            previous = h as u128;
-        }
-        total
-    };
-    let critic = mlp(od + ad, &settings.network.critic_hidden, 1);
+    let critic = mlp_params(od + ad, &settings.network.critic_hidden, 1);
     // Online and target, each with two moments; the state's copy, a
     // checkpoint being written and the retained evaluation points.
     let agent = 2 * (num_params(spec) + 2 * critic) * 3 * (1 + 3 + RETAINED_EVAL_POINTS as u128);

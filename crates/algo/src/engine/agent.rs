@@ -59,14 +59,7 @@ pub struct AgentSpec {
 
 /// The `(in, out)` sizes of an MLP's linear layers.
 pub fn mlp_layers(input: usize, hidden: &[usize], output: usize) -> Vec<(usize, usize)> {
-    let mut sizes = Vec::with_capacity(hidden.len() + 1);
-    let mut previous = input;
-    for &h in hidden {
-        sizes.push((previous, h));
-        previous = h;
-    }
-    sizes.push((previous, output));
-    sizes
+    rl_policy::layer_sizes(input, hidden, output)
 }
 
 /// Offsets of one MLP's parameters in its flat tensor, in PyTorch's
