@@ -271,12 +271,11 @@ impl OffPolicyLearner {
     }
 
     fn divergence(&self, quantity: String, step: u64) -> Divergence {
-        let (table, keys): (&str, &[&'static str]) = match self.spec.algo {
-            AgentAlgo::Sac(_) => ("sac", &["sac.q_lr", "sac.policy_lr"]),
-            AgentAlgo::Td3(_) => ("td3", &["td3.learning_rate"]),
-            AgentAlgo::Dqn(_) => ("dqn", &["dqn.learning_rate"]),
+        let keys: &[&'static str] = match self.spec.algo {
+            AgentAlgo::Sac(_) => &["sac.q_lr", "sac.policy_lr"],
+            AgentAlgo::Td3(_) => &["td3.learning_rate"],
+            AgentAlgo::Dqn(_) => &["dqn.learning_rate"],
         };
-        let _ = table;
         Divergence {
             update: self.updates_done + 1,
             stage: Stage::Minibatch {
