@@ -10,6 +10,7 @@ use std::ops::Range;
 use rl_policy::{Exploration, ObsNormalizer, Rollout, RunningMeanStd};
 
 use crate::divergence::Divergence;
+use crate::exchange::{Exchange, ExchangeError};
 
 /// The run an algorithm learns in: its envs, its length, its seed, and the
 /// env-side normalisation (`[env] normalize_obs` / `normalize_reward`,
@@ -107,6 +108,9 @@ pub enum UpdateError {
     Abandoned,
     /// A number went non-finite (see [`crate::divergence`]).
     Diverged(Divergence),
+    /// Data-parallel learners could not exchange, or disagree (see
+    /// [`crate::exchange`]): the run cannot go on.
+    Exchange(ExchangeError),
 }
 
 impl std::fmt::Display for UpdateError {
@@ -114,6 +118,7 @@ impl std::fmt::Display for UpdateError {
         match self {
             UpdateError::Abandoned => write!(f, "the update was abandoned"),
             UpdateError::Diverged(d) => d.fmt(f),
+            UpdateError::Exchange(e) => e.fmt(f),
         }
     }
 }
@@ -139,6 +144,16 @@ pub trait Algorithm {
     /// How collectors explore in the next round (off-policy heads only).
     fn exploration(&self) -> Exploration {
         Exploration::default()
+    }
+    /// Makes this learner one of the ranks of a data-parallel run: from
+    /// now on its updates exchange with the others through `exchange`
+    /// (see [`crate::exchange`]). Algorithms that cannot say so.
+    fn set_exchange(&mut self, exchange: Box<dyn Exchange>) -> Result<(), String> {
+        let _ = exchange;
+        Err(format!(
+            "{} does not train on more than one rank yet (PPO does)",
+            self.name()
+        ))
     }
     /// Updates per `train.csv` row (the row has their mean statistics).
     fn updates_per_row(&self) -> u64 {

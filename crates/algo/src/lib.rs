@@ -5,6 +5,8 @@
 //! * [`engine`]: what computes gradients, behind one trait: the
 //!   hand-written host engine ([`host`] has its maths) and libtorch's,
 //!   loaded from the plugin of crate rl-torch only by a learner that uses it;
+//! * [`exchange`]: what data-parallel learners (MPI ranks) share: the
+//!   averaged gradient, observation statistics, the weights' checksum;
 //! * [`init`]: CleanRL's orthogonal initialisation, drawn by our generator;
 //! * [`gae::gae`]: generalised advantage estimation;
 //! * [`validate`]: config checks shared by algorithms' tables;
@@ -24,6 +26,7 @@ pub mod algorithm;
 pub mod device;
 pub mod divergence;
 pub mod engine;
+pub mod exchange;
 pub mod gae;
 pub mod host;
 pub mod init;

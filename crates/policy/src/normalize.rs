@@ -29,6 +29,17 @@ impl RunningMeanStd {
         if dim == 0 || rows.is_empty() {
             return;
         }
+        let (batch_mean, batch_var, n) = Self::batch_moments(rows, dim);
+        self.update_from_moments(&batch_mean, &batch_var, n);
+    }
+
+    /// A batch's mean, (population) variance and row count, `[rows, dim]`
+    /// row-major: what [`Self::update`] merges (data-parallel learners
+    /// exchange these and merge every rank's).
+    pub fn batch_moments(rows: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>, f64) {
+        if dim == 0 || rows.is_empty() {
+            return (vec![0.0; dim], vec![0.0; dim], 0.0);
+        }
         let n = rows.len() / dim;
         let mut batch_mean = vec![0.0_f64; dim];
         for row in rows.chunks_exact(dim) {
@@ -45,10 +56,11 @@ impl RunningMeanStd {
             }
         }
         batch_var.iter_mut().for_each(|v| *v /= n as f64);
-        self.update_from_moments(&batch_mean, &batch_var, n as f64);
+        (batch_mean, batch_var, n as f64)
     }
 
-    fn update_from_moments(&mut self, batch_mean: &[f64], batch_var: &[f64], batch_count: f64) {
+    /// Merges a batch given by its moments (Chan et al.).
+    pub fn update_from_moments(&mut self, batch_mean: &[f64], batch_var: &[f64], batch_count: f64) {
         let total = self.count + batch_count;
         for i in 0..self.dim() {
             let delta = batch_mean[i] - self.mean[i];

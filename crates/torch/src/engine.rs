@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use rl_algo::engine::gradient::Device as EngineDevice;
 use rl_algo::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
+use rl_algo::exchange::ExchangeError;
 use rl_algo::ppo::config::PpoConfig;
 
 use crate::adam::{clip_grad_norm, Adam};
@@ -268,6 +269,26 @@ impl GradientEngine for NativeEngine {
             clip_frac: out.clip_frac,
         };
         (terms, norm)
+    }
+
+    fn exchange_gradient(
+        &mut self,
+        f: &mut dyn FnMut(&mut [f32]) -> Result<bool, ExchangeError>,
+    ) -> Result<bool, ExchangeError> {
+        let mut grad = self.net.flat().grad();
+        if !grad.defined() {
+            return f(&mut []);
+        }
+        let host = grad.detach().to_device(tch::Device::Cpu).contiguous();
+        let mut values = Vec::<f32>::try_from(&host).map_err(|e| ExchangeError(e.to_string()))?;
+        let answer = f(&mut values)?;
+        let back = Tensor::from_slice(&values).to_device(grad.device());
+        tch::no_grad(|| grad.copy_(&back));
+        Ok(answer)
+    }
+
+    fn clip_gradient(&mut self, max_norm: f64) -> f64 {
+        clip_grad_norm(self.net.flat(), max_norm)
     }
 
     fn step(&mut self, lr: f64) {

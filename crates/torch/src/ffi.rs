@@ -306,6 +306,60 @@ pub unsafe extern "C" fn ferrorl_torch_backward(
     })
 }
 
+/// The gradient of the last backward, flat: copied into `values` (`set`
+/// 0) or replaced by them (`set` 1), for data-parallel averaging.
+///
+/// # Safety
+/// `e` must be a live engine; `values` valid for `len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_gradient(
+    e: *mut NativeEngine,
+    values: *mut f32,
+    len: usize,
+    set: u32,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (e, values) = unsafe { (engine(e), std::slice::from_raw_parts_mut(values, len)) };
+        let mut wrong = None;
+        e.exchange_gradient(&mut |grad| {
+            if grad.len() != values.len() {
+                wrong = Some(grad.len());
+            } else if set == 0 {
+                values.copy_from_slice(grad);
+            } else {
+                grad.copy_from_slice(values);
+            }
+            Ok(false)
+        })
+        .map_err(|e| e.to_string())?;
+        match wrong {
+            Some(n) => Err(format!("the gradient holds {n} values, given {len}")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// `clip_grad_norm_` on the gradient of the last backward; its norm
+/// before clipping in `norm`.
+///
+/// # Safety
+/// `e` must be a live engine; `norm` valid.
+#[no_mangle]
+pub unsafe extern "C" fn ferrorl_torch_clip(
+    e: *mut NativeEngine,
+    max_norm: f64,
+    norm: *mut f64,
+) -> i32 {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            *norm = engine(e).clip_gradient(max_norm);
+        }
+        Ok(())
+    })
+}
+
 /// # Safety
 /// `e` must be a live engine.
 #[no_mangle]

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::exchange::ExchangeError;
 use crate::ppo::config::PpoConfig;
 
 /// Where a learner computes with libtorch.
@@ -110,6 +111,33 @@ pub trait GradientEngine {
         config: &PpoConfig,
         clip_coef: f64,
     ) -> (LossTerms, f64);
+    /// [`Self::backward`] without the clipping, for data-parallel learners
+    /// (`crate::exchange`): the gradient is averaged over ranks first
+    /// ([`Self::exchange_gradient`]), then clipped ([`Self::clip_gradient`]).
+    fn backward_unclipped(
+        &mut self,
+        batch: &Batch<'_>,
+        rows: &[usize],
+        config: &PpoConfig,
+        clip_coef: f64,
+    ) -> LossTerms {
+        // clip_grad_norm_ with an infinite maximum scales nothing.
+        let config = PpoConfig {
+            max_grad_norm: f64::INFINITY,
+            ..config.clone()
+        };
+        self.backward(batch, rows, &config, clip_coef).0
+    }
+    /// Hands the gradient of the last backward, flat in layout order in
+    /// host memory, to `f` and keeps what `f` leaves there; returns what
+    /// `f` returns.
+    fn exchange_gradient(
+        &mut self,
+        f: &mut dyn FnMut(&mut [f32]) -> Result<bool, ExchangeError>,
+    ) -> Result<bool, ExchangeError>;
+    /// `nn.utils.clip_grad_norm_(parameters, max_norm)` on the gradient of
+    /// the last backward; returns its norm before clipping.
+    fn clip_gradient(&mut self, max_norm: f64) -> f64;
     /// CleanRL: `optimizer.step()` with learning rate `lr`.
     fn step(&mut self, lr: f64);
     /// The first non-finite number among the parameters and Adam's

@@ -7,6 +7,7 @@ use rl_policy::PolicySpec;
 
 use crate::divergence::first_non_finite;
 use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
+use crate::exchange::ExchangeError;
 use crate::host::{clip_grad_norm_host, HostAdam, HostGradient, HostMinibatch};
 use crate::ppo::config::PpoConfig;
 
@@ -96,6 +97,17 @@ impl GradientEngine for HostEngine {
         );
         let norm = clip_grad_norm_host(&mut self.grad, config.max_grad_norm);
         (terms, norm)
+    }
+
+    fn exchange_gradient(
+        &mut self,
+        f: &mut dyn FnMut(&mut [f32]) -> Result<bool, ExchangeError>,
+    ) -> Result<bool, ExchangeError> {
+        f(&mut self.grad)
+    }
+
+    fn clip_gradient(&mut self, max_norm: f64) -> f64 {
+        clip_grad_norm_host(&mut self.grad, max_norm)
     }
 
     fn step(&mut self, lr: f64) {

@@ -24,6 +24,8 @@
 //! ferrorl_torch_free(engine)
 //! ferrorl_torch_len / weights / optimizer / load / save / restore /
 //! begin_update / backward / step / non_finite      -> 0 ok, -1 error
+//! ferrorl_torch_gradient(engine, values, len, set) the gradient, out (0) or in (1)
+//! ferrorl_torch_clip(engine, max_norm, &norm)      clip_grad_norm_
 //! ```
 
 use std::borrow::Cow;
@@ -34,11 +36,12 @@ use std::sync::OnceLock;
 use rl_policy::{ActionHead, Activation, PolicySpec};
 
 use crate::engine::gradient::{Backend, Batch, Device, GradientEngine, LossTerms, OptimizerState};
+use crate::exchange::ExchangeError;
 use crate::ppo::config::PpoConfig;
 
 /// Bumped with any change to the functions or structs below (or in
 /// [`crate::engine::agent`]).
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The plugin's file name.
 pub const PLUGIN_FILE: &str = "librl_torch.so";
@@ -277,6 +280,8 @@ pub(crate) struct Plugin {
         *mut AbiTerms,
     ) -> i32,
     step: unsafe extern "C" fn(Engine, f64) -> i32,
+    gradient: unsafe extern "C" fn(Engine, *mut f32, usize, u32) -> i32,
+    clip: unsafe extern "C" fn(Engine, f64, *mut f64) -> i32,
     non_finite: unsafe extern "C" fn(Engine, *mut i32, *mut f64) -> i32,
     pub(crate) agent_new: unsafe extern "C" fn(*const u8, usize, i64) -> AgentHandle,
     pub(crate) agent_free: unsafe extern "C" fn(AgentHandle),
@@ -362,6 +367,8 @@ fn open(path: &Path) -> Result<Plugin, String> {
         begin_update: symbol!("ferrorl_torch_begin_update"),
         backward: symbol!("ferrorl_torch_backward"),
         step: symbol!("ferrorl_torch_step"),
+        gradient: symbol!("ferrorl_torch_gradient"),
+        clip: symbol!("ferrorl_torch_clip"),
         non_finite: symbol!("ferrorl_torch_non_finite"),
         agent_new: symbol!("ferrorl_torch_agent_new"),
         agent_free: symbol!("ferrorl_torch_agent_free"),
@@ -595,6 +602,31 @@ impl GradientEngine for TorchEngine {
         };
         self.check(code, "computing a minibatch's gradient");
         out.terms()
+    }
+
+    fn exchange_gradient(
+        &mut self,
+        f: &mut dyn FnMut(&mut [f32]) -> Result<bool, ExchangeError>,
+    ) -> Result<bool, ExchangeError> {
+        let mut values = vec![0.0_f32; self.len];
+        // SAFETY: `values` holds the engine's parameter count.
+        let code =
+            unsafe { (self.plugin.gradient)(self.engine, values.as_mut_ptr(), values.len(), 0) };
+        self.check(code, "reading the gradient");
+        let answer = f(&mut values)?;
+        // SAFETY: as above.
+        let code =
+            unsafe { (self.plugin.gradient)(self.engine, values.as_mut_ptr(), values.len(), 1) };
+        self.check(code, "writing the averaged gradient");
+        Ok(answer)
+    }
+
+    fn clip_gradient(&mut self, max_norm: f64) -> f64 {
+        let mut norm = f64::NAN;
+        // SAFETY: a live engine, `norm` valid.
+        let code = unsafe { (self.plugin.clip)(self.engine, max_norm, &mut norm) };
+        self.check(code, "clipping the gradient");
+        norm
     }
 
     fn step(&mut self, lr: f64) {

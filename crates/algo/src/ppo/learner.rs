@@ -12,6 +12,10 @@ use crate::divergence::{first_non_finite, Stage};
 use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, OptimizerState};
 use crate::engine::host::HostEngine;
 use crate::engine::libtorch::TorchEngine;
+use crate::exchange::{
+    average_gradient, check_identical, gather_rows, merge_moments, vote_and_average, Exchange,
+    ExchangeError, Votes,
+};
 use crate::gae::gae;
 use crate::ppo::batch::{explained_variance, shuffle};
 use crate::ppo::config::PpoConfig;
@@ -47,6 +51,10 @@ pub struct PpoLearner {
     /// Acts with the new weights on observations of the rollout, to check
     /// that the policy the workers will get computes finite numbers.
     pub(crate) check_policy: Option<Policy>,
+    /// Env steps of the whole run (every rank's).
+    total_timesteps: u64,
+    /// The other ranks of a data-parallel run (`crate::exchange`).
+    exchange: Option<Box<dyn Exchange>>,
 }
 
 impl PpoLearner {
@@ -97,6 +105,8 @@ impl PpoLearner {
             updates_done: 0,
             num_envs,
             check_policy,
+            total_timesteps: run.total_timesteps,
+            exchange: None,
         })
     }
 
@@ -262,9 +272,15 @@ impl PpoLearner {
         // into the statistics once, after the collectors used them (SB3's
         // VecNormalize order), so every process acts with the same numbers.
         let mut b_obs = rollout.obs.clone();
+        // Data-parallel: every rank's observations go into the statistics
+        // (rank by rank), so all ranks normalise alike.
         if let Some(norm) = &mut self.obs_norm {
             norm.normalize(&rollout.obs, &mut b_obs);
-            norm.stats.update(&rollout.obs);
+            match &mut self.exchange {
+                Some(x) => merge_moments(x.as_mut(), &mut norm.stats, &rollout.obs)
+                    .map_err(UpdateError::Exchange)?,
+                None => norm.stats.update(&rollout.obs),
+            }
         }
         let dones: Vec<bool> = rollout
             .terminated
@@ -274,7 +290,11 @@ impl PpoLearner {
             .collect();
         let mut rewards = rollout.rewards.clone();
         if let Some(scaler) = &mut self.reward_scaler {
-            scaler.scale(&mut rewards, &dones);
+            match &mut self.exchange {
+                Some(x) => scale_over_ranks(x.as_mut(), scaler, &mut rewards, &dones, e)
+                    .map_err(UpdateError::Exchange)?,
+                None => scaler.scale(&mut rewards, &dones),
+            }
         }
         // CleanRL: a truncated episode is treated as terminated. Here it
         // bootstraps from the value of its final observation (SB3).
@@ -325,10 +345,30 @@ impl PpoLearner {
             shuffle(&mut b_inds, &mut self.rng);
             let mut approx_kl = 0.0;
             for (minibatch, mb_inds) in b_inds.chunks(minibatch_size).enumerate() {
-                if abandon() {
-                    return Err(UpdateError::Abandoned);
-                }
-                let (terms, grad_norm) = self.engine.backward(&batch, mb_inds, &cfg, clip_coef);
+                let (terms, grad_norm) = match &mut self.exchange {
+                    None => {
+                        if abandon() {
+                            return Err(UpdateError::Abandoned);
+                        }
+                        self.engine.backward(&batch, mb_inds, &cfg, clip_coef)
+                    }
+                    // DD-PPO: the ranks' mean gradient, then clipped; the
+                    // ranks decide together whether to go on.
+                    Some(x) => {
+                        let terms = self
+                            .engine
+                            .backward_unclipped(&batch, mb_inds, &cfg, clip_coef);
+                        exchange_minibatch(
+                            x.as_mut(),
+                            self.engine.as_mut(),
+                            terms,
+                            abandon(),
+                            cfg.max_grad_norm,
+                        )
+                        .map_err(UpdateError::Exchange)?
+                        .ok_or(UpdateError::Abandoned)?
+                    }
+                };
                 // Checked before the step: a non-finite gradient never
                 // reaches the weights or the moments.
                 if let Some((quantity, value)) = Self::non_finite_terms(&terms, grad_norm) {
@@ -364,8 +404,25 @@ impl PpoLearner {
             .non_finite_state()
             .or_else(|| self.non_finite_statistics())
             .or_else(|| self.non_finite_policy(rollout));
+        if let Some(x) = &mut self.exchange {
+            // Every rank diverges with any one of them.
+            let votes = Votes {
+                stop: false,
+                bad: failure.is_some(),
+            };
+            let any =
+                vote_and_average(x.as_mut(), votes, &mut []).map_err(UpdateError::Exchange)?;
+            if any.bad && failure.is_none() {
+                let quantity = "another rank's weights, moments or statistics";
+                return Err(self.diverged(Stage::AfterMinibatches, quantity, f64::NAN, rollout));
+            }
+        }
         if let Some((quantity, value)) = failure {
             return Err(self.diverged(Stage::AfterMinibatches, quantity, value, rollout));
+        }
+        if let Some(x) = &mut self.exchange {
+            check_identical(x.as_mut(), &self.engine.weights(), self.updates_done + 1)
+                .map_err(UpdateError::Exchange)?;
         }
         self.updates_done += 1;
         let n = minibatches.max(1) as f64;
@@ -382,6 +439,85 @@ impl PpoLearner {
             epochs,
         })
     }
+}
+
+/// One minibatch's exchange: the ranks' votes and mean loss terms, then
+/// (unless a rank stops or went non-finite) their mean gradient, clipped.
+/// `None` when a rank asked to stop.
+fn exchange_minibatch(
+    x: &mut dyn Exchange,
+    engine: &mut dyn GradientEngine,
+    terms: LossTerms,
+    stop: bool,
+    max_grad_norm: f64,
+) -> Result<Option<(LossTerms, f64)>, ExchangeError> {
+    let mut values = [
+        terms.loss,
+        terms.policy_loss,
+        terms.value_loss,
+        terms.entropy,
+        terms.approx_kl,
+        terms.old_approx_kl,
+        terms.clip_frac,
+    ];
+    let bad = values.iter().any(|v| !v.is_finite());
+    let votes = vote_and_average(x, Votes { stop, bad }, &mut values)?;
+    if votes.stop {
+        return Ok(None);
+    }
+    let [loss, policy_loss, value_loss, entropy, approx_kl, old_approx_kl, clip_frac] = values;
+    let terms = LossTerms {
+        loss,
+        policy_loss,
+        value_loss,
+        entropy,
+        approx_kl,
+        old_approx_kl,
+        clip_frac,
+    };
+    if votes.bad {
+        // Some rank's loss is non-finite: every rank stops at this
+        // minibatch, before any step (the mean terms say so).
+        let terms = if terms.loss.is_finite() {
+            LossTerms {
+                loss: f64::NAN,
+                ..terms
+            }
+        } else {
+            terms
+        };
+        return Ok(Some((terms, f64::NAN)));
+    }
+    engine.exchange_gradient(&mut |grad| average_gradient(x, grad).map(|()| false))?;
+    Ok(Some((terms, engine.clip_gradient(max_grad_norm))))
+}
+
+/// Reward scaling over every rank's envs: the rewards and episode ends of
+/// all ranks as one `[T, ranks * E]` array (global env indices), scaled
+/// with one running return per global env, this rank's columns kept.
+fn scale_over_ranks(
+    x: &mut dyn Exchange,
+    scaler: &mut RewardScaler,
+    rewards: &mut [f32],
+    dones: &[bool],
+    num_envs: usize,
+) -> Result<(), ExchangeError> {
+    let (rank, ranks) = (x.rank(), x.ranks());
+    let as_f64: Vec<f64> = rewards.iter().map(|r| f64::from(*r)).collect();
+    let ends: Vec<f64> = dones.iter().map(|d| f64::from(u8::from(*d))).collect();
+    let all_rewards = gather_rows(x, &as_f64, num_envs)?;
+    let all_ends = gather_rows(x, &ends, num_envs)?;
+    let mut global: Vec<f32> = all_rewards.iter().map(|r| *r as f32).collect();
+    let global_ends: Vec<bool> = all_ends.iter().map(|d| *d != 0.0).collect();
+    scaler.scale(&mut global, &global_ends);
+    let width = ranks * num_envs;
+    for (mine, row) in rewards
+        .chunks_exact_mut(num_envs)
+        .zip(global.chunks_exact(width))
+    {
+        mine.copy_from_slice(&row[rank * num_envs..(rank + 1) * num_envs]);
+    }
+    Ok(())
 }
 
 /// `train.csv` columns of a PPO update.
@@ -449,10 +585,30 @@ impl Algorithm for PpoLearner {
         PpoLearner::update(self, experience, abandon).map(|s| s.named())
     }
 
+    /// Data-parallel: this rank's envs are `num_envs` of `ranks * num_envs`;
+    /// the run's updates are counted over all of them, and the reward
+    /// scaler keeps a running return for each.
+    fn set_exchange(&mut self, exchange: Box<dyn Exchange>) -> Result<(), String> {
+        let ranks = exchange.ranks();
+        self.num_updates = self
+            .config
+            .num_updates(self.num_envs * ranks, self.total_timesteps);
+        if let Some(scaler) = &mut self.reward_scaler {
+            scaler.returns = vec![0.0; self.num_envs * ranks];
+        }
+        self.exchange = Some(exchange);
+        Ok(())
+    }
+
     /// Their running discounted returns (reward scaling) restart from zero.
     fn envs_restarted(&mut self, envs: std::ops::Range<usize>) {
+        // The scaler counts envs globally when ranks share it.
+        let offset = self
+            .exchange
+            .as_ref()
+            .map_or(0, |x| x.rank() * self.num_envs);
         if let Some(scaler) = &mut self.reward_scaler {
-            for env in envs {
+            for env in (envs.start + offset)..(envs.end + offset) {
                 if let Some(r) = scaler.returns.get_mut(env) {
                     *r = 0.0;
                 }

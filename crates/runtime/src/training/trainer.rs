@@ -292,6 +292,7 @@ impl<'a> Trainer<'a> {
         let mut row = RowMeans::default();
         let mut ended = Ended::Completed;
         let mut divergence = None;
+        let mut exchange_failure = None;
         let mut end_checkpoint = None;
         'rounds: while self.learner.updates_done() < num_updates {
             let commands = host.poll()?;
@@ -344,6 +345,12 @@ impl<'a> Trainer<'a> {
                 // state before this round goes with: saved below.
                 Err(UpdateError::Diverged(d)) => {
                     divergence = Some(d);
+                    break;
+                }
+                // Data-parallel ranks that cannot go on together: the state
+                // before this update is saved below, then the run fails.
+                Err(UpdateError::Exchange(e)) => {
+                    exchange_failure = Some(e);
                     break;
                 }
             };
@@ -405,8 +412,16 @@ impl<'a> Trainer<'a> {
                 break;
             }
         }
-        if ended == Ended::Stopped || divergence.is_some() {
+        if ended == Ended::Stopped || divergence.is_some() || exchange_failure.is_some() {
             end_checkpoint = Some(self.write(CheckpointKind::Stop, source)?);
+        }
+        if let Some(e) = exchange_failure {
+            source.stop();
+            return Err(RuntimeError::Failed(format!(
+                "{e}; the state after update {} is in {}",
+                self.learner.updates_done(),
+                end_checkpoint.map_or_else(|| "no checkpoint".into(), |c| c.display().to_string())
+            )));
         }
         source.stop();
         let policy_file = self.run_dir.write_policy(
