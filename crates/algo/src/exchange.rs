@@ -35,7 +35,7 @@ impl std::error::Error for ExchangeError {}
 
 /// The collectives the ranks of a data-parallel run call, every rank in
 /// the same order (a rank that skips one leaves the others waiting; the
-/// stop vote of [`average_gradient`] keeps them in step).
+/// votes of [`vote_and_average`] keep them in step).
 pub trait Exchange {
     /// This rank, `0..ranks()`.
     fn rank(&self) -> usize;
@@ -50,19 +50,6 @@ pub trait Exchange {
     fn gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, ExchangeError>;
     /// Every rank's `values` (all of the same length), in rank order.
     fn gather_u64(&mut self, values: &[u64]) -> Result<Vec<u64>, ExchangeError>;
-    /// The time spent in collectives and the bytes this rank sent to them
-    /// since the last call, for the run's measurements.
-    fn take_counters(&mut self) -> ExchangeCounters {
-        ExchangeCounters::default()
-    }
-}
-
-/// Time and traffic of the collectives since they were last read.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ExchangeCounters {
-    pub seconds: f64,
-    pub bytes: u64,
-    pub calls: u64,
 }
 
 /// What each rank says at a synchronisation point; any rank's `true` wins,
@@ -111,11 +98,6 @@ pub fn average_gradient(
         grad.iter_mut().for_each(|g| *g /= ranks);
     }
     Ok(())
-}
-
-/// The ranks' vote outside an update: whether any rank wants to stop.
-pub fn any_rank(exchange: &mut dyn Exchange, stop: bool) -> Result<bool, ExchangeError> {
-    Ok(vote_and_average(exchange, Votes { stop, bad: false }, &mut [])?.stop)
 }
 
 /// Folds every rank's batch of observations (`rows`, `[n, dim]`) into
