@@ -70,5 +70,7 @@ pub(crate) fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode>
 pub mod config;
 pub mod curves;
 pub mod evaluate;
+pub mod exit;
+pub mod ranks;
 pub mod train;
 pub mod video;

@@ -13,24 +13,12 @@ use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_runtime::{
     prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,
-    EvalResult, Observer, Progress, Requests, RunDir, RunLock, RuntimeError, TrainSummary,
+    EvalResult, Observer, Progress, Ranks, Requests, RunDir, RunLock, RuntimeError, TrainSummary,
 };
 
 use crate::config;
 
-/// Exit codes of `train`: a run stopped by a signal exits 128 + the
-/// signal's number, as a shell reports a process killed by it.
-pub mod exit {
-    pub const DONE: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    /// SIGHUP (the terminal went away).
-    pub const HUNG_UP: u8 = 129;
-    /// SIGINT (Ctrl-C).
-    pub const INTERRUPTED: u8 = 130;
-    /// SIGTERM (`kill`, `timeout`, systemd, Slurm).
-    pub const TERMINATED: u8 = 143;
-}
+pub use crate::exit;
 
 /// Train a policy with PPO.
 #[derive(Debug, Parser)]
@@ -185,11 +173,23 @@ pub fn train_main(registry: &Registry) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    ExitCode::from(run_train(registry, &args))
+    ExitCode::from(match rl_mpi::launcher() {
+        None => run_train(registry, &args, None),
+        #[cfg(feature = "mpi")]
+        Some(launch) => crate::ranks::run_ranked(
+            launch,
+            |ranks| run_train(registry, &args, Some(ranks)),
+            |ranks| run_other_rank(registry, &args, ranks),
+        ),
+        #[cfg(not(feature = "mpi"))]
+        Some(launch) => crate::ranks::run_ranked(launch, || run_train(registry, &args, None)),
+    })
 }
 
-/// Runs `train` with parsed arguments; returns the exit code.
-pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
+/// Runs `train` with parsed arguments; returns the exit code. With
+/// `ranks`, this process is rank 0 of a data-parallel run (see
+/// [`crate::ranks`]).
+pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) -> u8 {
     let (loaded, run_dir, resume_notes) = match (&args.config, &args.resume) {
         (Some(config_path), _) => {
             let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
@@ -226,6 +226,13 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if let Some(ranks) = &ranks {
+        if let Err(message) =
+            crate::ranks::check(&loaded.settings, args.resume.is_some(), ranks.place.ranks)
+        {
+            return usage_error(&message);
+        }
+    }
     outln!("{}", run_dir.path().display());
     let _lock = match RunLock::acquire(&run_dir) {
         Ok(lock) => lock,
@@ -347,6 +354,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             resume.as_ref(),
             &requests,
             &mut status,
+            ranks,
         )
     };
     // What the run saved is saved: a second signal from now on only ends
@@ -407,6 +415,83 @@ pub fn run_train(registry: &Registry, args: &TrainArgs) -> u8 {
             errln!("train: training failed: {e}");
             exit::FAILED
         }
+    }
+}
+
+/// A rank other than 0 of a data-parallel run (`crate::ranks`): the same
+/// config and checks as rank 0, then training in lockstep with it; it
+/// writes nothing (rank 0 owns the run directory) and prints only errors.
+#[cfg(feature = "mpi")]
+fn run_other_rank(registry: &Registry, args: &TrainArgs, ranks: Ranks) -> u8 {
+    let rank = ranks.place.rank;
+    let Some(config_path) = &args.config else {
+        errln!("train (rank {rank}): --resume under an MPI launcher with more than one rank is not supported yet");
+        return exit::USAGE;
+    };
+    let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            errln!(
+                "train (rank {rank}): {}",
+                message.replace('\n', "\ntrain: ")
+            );
+            return exit::USAGE;
+        }
+    };
+    if let Err(message) = crate::ranks::check(&loaded.settings, false, ranks.place.ranks) {
+        errln!("train (rank {rank}): {message}");
+        return exit::USAGE;
+    }
+    // Rank 0's directory, named only in messages.
+    let run_dir = RunDir::elsewhere(
+        args.run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(config_path)),
+    );
+    let requests = Arc::new(Requests::default());
+    let first_signal = Arc::new(AtomicI32::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    if let Err(e) =
+        install_signal_handlers(false, &requests, &first_signal, &finished, run_dir.path())
+    {
+        errln!("train (rank {rank}): cannot install the signal handlers: {e}");
+        return exit::FAILED;
+    }
+    let mut quiet = QuietRank { rank };
+    let result = train_in_process(
+        registry,
+        &loaded.settings,
+        &run_dir,
+        None,
+        &requests,
+        &mut quiet,
+        Some(ranks),
+    );
+    finished.store(true, Ordering::SeqCst);
+    match result {
+        Ok(summary) => match summary.ending {
+            Ending::Completed => exit::DONE,
+            Ending::Interrupted => signal_exit_code(first_signal.load(Ordering::SeqCst)),
+        },
+        Err(e) => {
+            errln!("train (rank {rank}): training failed: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// The observer of ranks other than 0: messages only, with the rank.
+#[cfg(feature = "mpi")]
+struct QuietRank {
+    rank: usize,
+}
+
+#[cfg(feature = "mpi")]
+impl Observer for QuietRank {
+    fn on_update(&mut self, _: &Progress, _: &rl_algo::algorithm::Stats) {}
+    fn on_eval(&mut self, _: &Progress, _: &EvalResult) {}
+    fn on_message(&mut self, message: &str) {
+        errln!("(rank {}) {message}", self.rank);
     }
 }
 

@@ -286,3 +286,48 @@ fn ctrl_c_finishes_the_update_saves_weights_and_exits_130() {
     assert!(text(&output.stdout).contains("interrupted after"));
     assert!(run.join("policy.safetensors").exists());
 }
+
+/// Started by an MPI launcher as one of K > 1 ranks, a train built without
+/// MPI support refuses (each rank would train alone) and says how to build
+/// one that can; one rank is an ordinary run.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_train_without_mpi_support_refuses_to_be_one_of_several_ranks() {
+    let scratch = Scratch::new("no-mpi");
+    let shown = |out: &Output| {
+        format!(
+            "exit {:?}\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let run = |size: &str, name: &str| {
+        std::process::Command::new(TRAIN)
+            .args(["--config", "../../configs/ppo.toml", "--run-dir"])
+            .arg(scratch.0.join(name))
+            .args([
+                "--set",
+                "run.total_timesteps=512",
+                "--set",
+                "run.num_workers=0",
+            ])
+            .env("OMPI_COMM_WORLD_SIZE", size)
+            .env("OMPI_COMM_WORLD_RANK", "0")
+            .env_remove("FERRORL_FAULT")
+            .output()
+            .unwrap()
+    };
+    let out = run("2", "two");
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("rank 0 of 2")
+            && text.contains("without MPI support")
+            && text.contains("--features mpi"),
+        "{text}"
+    );
+    assert!(!scratch.0.join("two").exists(), "nothing written: {text}");
+    let out = run("1", "one");
+    assert!(out.status.success(), "{}", shown(&out));
+}

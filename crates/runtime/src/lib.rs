@@ -44,4 +44,5 @@ pub use spec::{policy_spec, spec_and_action_space, spec_for};
 pub use storage::run_dir::{
     train_csv_header, RunDir, BEST_POLICY_FILE, EVAL_CSV_HEADER, POLICY_FILE,
 };
-pub use training::in_process::train_in_process;
+pub use training::in_process::{train_in_process, Ranks};
+pub use training::trainer::DataParallel;

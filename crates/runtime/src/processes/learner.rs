@@ -27,7 +27,7 @@ use crate::training::algorithm::new_algorithm;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
 use crate::training::pool::{ActionRange, RolloutShape, WorkerPool};
 use crate::training::published::PublishedPolicy;
-use crate::training::trainer::Trainer;
+use crate::training::trainer::{DataParallel, Trainer};
 use crate::training::worker_source::WorkerSource;
 
 /// How often the learner tells the supervisor it is alive while it waits
@@ -293,6 +293,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         new_algorithm(&settings, &spec, &action_space)?,
         resume.as_ref().map(|(p, c)| (*p, c)),
         context.start_unix_s,
+        DataParallel::ALONE,
     )?;
     let mut host = SupervisedHost {
         control: &context.control,

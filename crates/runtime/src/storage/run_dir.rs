@@ -141,6 +141,13 @@ impl RunDir {
         })
     }
 
+    /// The run directory another process owns (rank 0 of a data-parallel
+    /// run, perhaps on another machine): named in messages, never read or
+    /// written through this value. Nothing is checked.
+    pub fn elsewhere(path: PathBuf) -> Self {
+        RunDir { path }
+    }
+
     /// A run directory another process created (its files exist).
     pub fn existing(path: &Path) -> Result<Self, PathError> {
         if !path.is_dir() {

@@ -6,6 +6,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use rl_algo::algorithm::Stats;
+use rl_algo::exchange::Exchange;
 use rl_env::Registry;
 use rl_policy::{Policy, PolicySpec};
 
@@ -21,7 +22,7 @@ use crate::training::algorithm::new_algorithm;
 use crate::training::collector::{build_collector, CollectorSource};
 use crate::training::evaluate::evaluate;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
-use crate::training::trainer::Trainer;
+use crate::training::trainer::{DataParallel, Trainer};
 
 /// The calling process as the loop's host.
 struct TerminalHost<'a> {
@@ -29,7 +30,11 @@ struct TerminalHost<'a> {
     settings: &'a TrainSettings,
     requests: &'a Requests,
     observer: &'a mut dyn Observer,
-    recorder: EvalRecorder<'a>,
+    /// eval.csv and the best policy: rank 0's only.
+    recorder: Option<EvalRecorder<'a>>,
+    /// Ranks stop together, when their updates vote (see
+    /// `rl_algo::exchange`), never on their own between updates.
+    data_parallel: bool,
     eval_policy: Policy,
     start_unix_s: f64,
     checkpoints_handled: usize,
@@ -45,7 +50,7 @@ impl Host for TerminalHost<'_> {
             self.checkpoints_handled = requested;
             commands.push(Command::Checkpoint);
         }
-        if self.requests.stops() > 0 {
+        if self.requests.stops() > 0 && !self.data_parallel {
             commands.push(Command::Stop);
         }
         Ok(commands)
@@ -79,6 +84,9 @@ impl Host for TerminalHost<'_> {
     }
 
     fn evaluation_point(&mut self, point: &EvalPoint<'_>) -> Result<Vec<Command>, RuntimeError> {
+        let Some(recorder) = &mut self.recorder else {
+            return Ok(Vec::new());
+        };
         self.eval_policy.set_weights(point.weights)?;
         let result = evaluate(
             self.registry,
@@ -89,9 +97,7 @@ impl Host for TerminalHost<'_> {
             point.version,
         )?;
         let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
-        let best = self
-            .recorder
-            .record(elapsed_s, &result, point.weights, point.obs_norm)?;
+        let best = recorder.record(elapsed_s, &result, point.weights, point.obs_norm)?;
         if let Some(progress) = &mut self.progress {
             progress.last_eval_return = Some(result.mean());
             progress.elapsed = std::time::Duration::from_secs_f64(elapsed_s);
@@ -133,10 +139,22 @@ impl Host for TerminalHost<'_> {
     }
 }
 
+/// One rank of a data-parallel run: its place and the collectives it
+/// shares with the others.
+pub struct Ranks {
+    pub place: DataParallel,
+    pub exchange: Box<dyn Exchange>,
+}
+
 /// Trains in this process with the settings, writing the run directory,
 /// until the step budget is spent or a stop is requested (the update in
 /// progress is then abandoned); from a checkpoint when `resume` is given.
 /// A checkpoint is written at each checkpoint-now request.
+///
+/// With `ranks`, this process is one rank of a data-parallel run: its envs
+/// are global envs `rank * E ..`, its learner exchanges with the other
+/// ranks at every minibatch, and only rank 0 writes the run directory and
+/// evaluates. On resume the other ranks' envs start new episodes.
 pub fn train_in_process(
     registry: &Registry,
     settings: &TrainSettings,
@@ -144,6 +162,7 @@ pub fn train_in_process(
     resume: Option<&ResumeFrom>,
     requests: &Requests,
     observer: &mut dyn Observer,
+    ranks: Option<Ranks>,
 ) -> Result<TrainSummary, RuntimeError> {
     let envs = registry.make_vec_with(
         &settings.env.id,
@@ -151,10 +170,17 @@ pub fn train_in_process(
         &settings.env.kwargs,
     )?;
     let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let learner = new_algorithm(settings, &spec, envs.action_space())?;
+    let mut learner = new_algorithm(settings, &spec, envs.action_space())?;
+    let place = ranks.as_ref().map_or(DataParallel::ALONE, |r| r.place);
+    let data_parallel = ranks.is_some();
+    if let Some(ranks) = ranks {
+        learner
+            .set_exchange(ranks.exchange)
+            .map_err(RuntimeError::Setup)?;
+    }
     let elapsed0 = resume.map_or(0.0, |r| r.checkpoint.elapsed_s);
     let start_unix_s = unix_now() - elapsed0;
-    if resume.is_none() {
+    if resume.is_none() && place.writes() {
         run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
     }
     // Envs that cannot be snapshotted start new episodes on resume; the
@@ -163,8 +189,10 @@ pub fn train_in_process(
         envs,
         spec.clone(),
         settings.run.seed,
-        0,
-        resume.map(|r| (&r.checkpoint, 0)),
+        (place.rank * settings.env.num_envs) as u64,
+        resume
+            .filter(|_| place.writes())
+            .map(|r| (&r.checkpoint, 0)),
     )?;
     let mut source = CollectorSource::new(collector, settings.round_steps());
     let trainer = Trainer::new(
@@ -174,18 +202,23 @@ pub fn train_in_process(
         learner,
         resume.map(|r| (r.path.as_path(), &r.checkpoint)),
         start_unix_s,
+        place,
     )?;
     let mut host = TerminalHost {
         registry,
         settings,
         requests,
-        recorder: EvalRecorder::new(
-            run_dir,
-            run_dir.append_eval_csv()?,
-            spec.clone(),
-            &settings.env,
-            start_unix_s,
-        )?,
+        recorder: match place.writes() {
+            true => Some(EvalRecorder::new(
+                run_dir,
+                run_dir.append_eval_csv()?,
+                spec.clone(),
+                &settings.env,
+                start_unix_s,
+            )?),
+            false => None,
+        },
+        data_parallel,
         observer,
         eval_policy: Policy::new(spec)?,
         start_unix_s,
@@ -194,7 +227,9 @@ pub fn train_in_process(
         progress: None,
     };
     let outcome = trainer.run(&mut source, &mut host)?;
-    remove_stale_temporaries(run_dir.path());
+    if place.writes() {
+        remove_stale_temporaries(run_dir.path());
+    }
     let ending = match outcome.ended {
         Ended::Completed => Ending::Completed,
         Ended::Stopped => Ending::Interrupted,

@@ -34,7 +34,7 @@ use crate::report::Progress;
 use crate::settings::TrainSettings;
 use crate::storage::checkpoint::{Checkpoint, CheckpointKind};
 use crate::storage::checkpointer::Checkpointer;
-use crate::storage::run_dir::RunDir;
+use crate::storage::run_dir::{RunDir, POLICY_FILE};
 use crate::training::evaluate::next_eval_after;
 use crate::training::host::{Command, Ended, EvalPoint, Host, Outcome};
 use crate::training::source::{ExperienceSource, Gathered};
@@ -137,6 +137,24 @@ impl RowMeans {
     }
 }
 
+/// This learner's place among data-parallel ranks (`mpirun -np K`):
+/// rank 0 owns the run directory; the others write nothing there. A run
+/// without MPI is rank 0 of 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataParallel {
+    pub rank: usize,
+    pub ranks: usize,
+}
+
+impl DataParallel {
+    pub const ALONE: DataParallel = DataParallel { rank: 0, ranks: 1 };
+
+    /// Whether this rank writes the run directory.
+    pub fn writes(&self) -> bool {
+        self.rank == 0
+    }
+}
+
 /// What a command did to the round.
 #[derive(PartialEq)]
 enum Next {
@@ -151,7 +169,9 @@ pub struct Trainer<'a> {
     spec: PolicySpec,
     learner: Box<dyn Algorithm>,
     checkpointer: Checkpointer,
-    recorder: TrainRecorder,
+    /// `train.csv`: rank 0's only.
+    recorder: Option<TrainRecorder>,
+    parallel: DataParallel,
     recent: RecentReturns,
     /// The state at recent evaluation points, oldest first.
     retained: VecDeque<Checkpoint>,
@@ -170,6 +190,7 @@ impl<'a> Trainer<'a> {
         mut learner: Box<dyn Algorithm>,
         resume: Option<(&Path, &Checkpoint)>,
         start_unix_s: f64,
+        parallel: DataParallel,
     ) -> Result<Self, RuntimeError> {
         let mut recent = RecentReturns::default();
         let mut train_s = 0.0;
@@ -182,12 +203,16 @@ impl<'a> Trainer<'a> {
         }
         Ok(Trainer {
             checkpointer: Checkpointer::new(run_dir, settings, &spec),
-            recorder: TrainRecorder::new(
-                run_dir,
-                run_dir.append_train_csv()?,
-                settings.stat_names(),
-                start_unix_s,
-            )?,
+            recorder: match parallel.writes() {
+                true => Some(TrainRecorder::new(
+                    run_dir,
+                    run_dir.append_train_csv()?,
+                    settings.stat_names(),
+                    start_unix_s,
+                )?),
+                false => None,
+            },
+            parallel,
             settings,
             run_dir,
             spec,
@@ -214,12 +239,18 @@ impl<'a> Trainer<'a> {
         )
     }
 
+    /// Writes a checkpoint (rank 0 only: `None` on the other ranks).
     fn write(
         &self,
         kind: CheckpointKind,
         source: &dyn ExperienceSource,
-    ) -> Result<PathBuf, RuntimeError> {
-        self.checkpointer.write(&self.checkpoint(kind, source))
+    ) -> Result<Option<PathBuf>, RuntimeError> {
+        if !self.parallel.writes() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.checkpointer.write(&self.checkpoint(kind, source))?,
+        ))
     }
 
     fn handle(
@@ -233,11 +264,13 @@ impl<'a> Trainer<'a> {
             // Between updates: the state and the committed snapshots
             // belong together.
             Command::Checkpoint => {
-                let path = self.write(CheckpointKind::Periodic, source)?;
-                host.checkpoint_written(&path)?;
+                if let Some(path) = self.write(CheckpointKind::Periodic, source)? {
+                    host.checkpoint_written(&path)?;
+                }
             }
             Command::SaveBest { version } => {
                 match self.retained.iter().find(|c| c.learner.updates_done == version) {
+                    Some(_) if !self.parallel.writes() => {}
                     Some(state) => {
                         let best = Checkpoint {
                             kind: CheckpointKind::Best,
@@ -281,7 +314,8 @@ impl<'a> Trainer<'a> {
         source: &mut dyn ExperienceSource,
         host: &mut dyn Host,
     ) -> Result<Outcome, RuntimeError> {
-        let steps_per_update = self.settings.steps_per_update();
+        // Every rank's envs step in a round.
+        let steps_per_update = self.settings.steps_per_update() * self.parallel.ranks as u64;
         let num_updates = self.learner.num_updates();
         let total_env_steps = num_updates * steps_per_update;
         let interval = self.settings.eval.interval_steps;
@@ -380,7 +414,9 @@ impl<'a> Trainer<'a> {
                 episode_return_mean: self.recent.mean(),
                 last_eval_return: None,
             };
-            self.recorder.record(&progress, &stats)?;
+            if let Some(recorder) = &mut self.recorder {
+                recorder.record(&progress, &stats)?;
+            }
             host.updated(&progress, &stats, source.rejected())?;
             // An evaluation point: the state is kept in case its
             // evaluation turns out the best.
@@ -404,7 +440,7 @@ impl<'a> Trainer<'a> {
                 }
             }
             if last {
-                end_checkpoint = Some(self.write(CheckpointKind::Final, source)?);
+                end_checkpoint = self.write(CheckpointKind::Final, source)?;
             } else if checkpoint_due {
                 self.write(CheckpointKind::Periodic, source)?;
             }
@@ -413,7 +449,7 @@ impl<'a> Trainer<'a> {
             }
         }
         if ended == Ended::Stopped || divergence.is_some() || exchange_failure.is_some() {
-            end_checkpoint = Some(self.write(CheckpointKind::Stop, source)?);
+            end_checkpoint = self.write(CheckpointKind::Stop, source)?;
         }
         if let Some(e) = exchange_failure {
             source.stop();
@@ -424,13 +460,17 @@ impl<'a> Trainer<'a> {
             )));
         }
         source.stop();
-        let policy_file = self.run_dir.write_policy(
-            &self.spec,
-            &self.settings.env.id,
-            &self.settings.env.kwargs,
-            &self.learner.acting_weights(),
-            self.learner.obs_normalizer(),
-        )?;
+        let policy_file = match self.parallel.writes() {
+            true => self.run_dir.write_policy(
+                &self.spec,
+                &self.settings.env.id,
+                &self.settings.env.kwargs,
+                &self.learner.acting_weights(),
+                self.learner.obs_normalizer(),
+            )?,
+            // Where rank 0 writes it.
+            false => self.run_dir.path().join(POLICY_FILE),
+        };
         if let Some(d) = divergence {
             ended = Ended::Diverged(divergence_message(
                 &d,

@@ -1,0 +1,95 @@
+//! `train` started by an MPI launcher (`mpirun -np K train ...`, `srun`):
+//! each rank is one learner with its own envs, exchanging gradients with
+//! the others at every minibatch (`rl_algo::exchange`, over MPI through
+//! `rl_mpi`). Rank 0 is the run users know: it owns the run directory,
+//! evaluates and prints; the other ranks write nothing and print only
+//! errors.
+//!
+//! A build without the `mpi` feature refuses to run as one of K > 1 ranks
+//! (each would train alone) and says how to build one that can.
+
+use rl_mpi::Launch;
+use rl_runtime::TrainSettings;
+
+use crate::exit;
+
+/// The limits of data-parallel runs today, the same check on every rank
+/// (so that all ranks refuse together).
+pub fn check(settings: &TrainSettings, resume: bool, ranks: usize) -> Result<(), String> {
+    if settings.run.num_workers > 0 {
+        return Err(format!(
+            "[run] num_workers = {}: under an MPI launcher each rank trains in one process for now (its envs stepped by the learner); set it to 0 (--set run.num_workers=0)",
+            settings.run.num_workers
+        ));
+    }
+    if resume && ranks > 1 {
+        return Err(format!(
+            "--resume under an MPI launcher with {ranks} ranks is not supported yet: resume with one rank (mpirun -np 1, or without mpirun), which continues the learner exactly"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs this process as the rank `launch` names: `rank0` for rank 0, else
+/// `other`, each given its place and the exchange. Returns the exit code.
+#[cfg(feature = "mpi")]
+pub fn run_ranked(
+    launch: Launch,
+    rank0: impl FnOnce(rl_runtime::Ranks) -> u8,
+    other: impl FnOnce(rl_runtime::Ranks) -> u8,
+) -> u8 {
+    use rl_runtime::{DataParallel, Ranks};
+    let mpi = match rl_mpi::Mpi::init() {
+        Ok(mpi) => mpi,
+        Err(e) => {
+            errln!("train: cannot start MPI: {e}");
+            return exit::FAILED;
+        }
+    };
+    let place = DataParallel {
+        rank: mpi.rank(),
+        ranks: mpi.size(),
+    };
+    if place.ranks != launch.size {
+        errln!(
+            "train: the launcher says {} ranks ({}), MPI {}: was this train built against the MPI that launched it?",
+            launch.size,
+            launch.from,
+            place.ranks
+        );
+    }
+    let ranks = Ranks {
+        place,
+        exchange: Box::new(mpi.exchange()),
+    };
+    let code = if place.rank == 0 {
+        rank0(ranks)
+    } else {
+        other(ranks)
+    };
+    if code != exit::DONE {
+        // Without MPI_Finalize, which would wait for ranks that may never
+        // get there: the launcher ends the job.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(i32::from(code));
+    }
+    drop(mpi);
+    code
+}
+
+/// Without MPI support: one rank is an ordinary run; more is refused.
+#[cfg(not(feature = "mpi"))]
+pub fn run_ranked(launch: Launch, alone: impl FnOnce() -> u8) -> u8 {
+    if launch.size <= 1 {
+        return alone();
+    }
+    errln!(
+        "train: started as rank {} of {} ({}={}), but this train was built without MPI support: each rank would train alone. Build it with MPI support: scripts/setup --mpi && cargo build --release -p rl-cli --features mpi",
+        launch.rank,
+        launch.size,
+        launch.from,
+        launch.size
+    );
+    exit::USAGE
+}

@@ -1,0 +1,227 @@
+//! `train` under a real `mpirun` (OpenMPI), K ranks on this machine
+//! (`--oversubscribe`): K = 1 equals a run without `mpirun` bit for bit,
+//! K = 2 and 3 learn CartPole to 475 while every update compares the
+//! ranks' weight checksums (a mismatch fails the run), rank 0 alone writes
+//! the run directory, and nothing of any rank is left after a rank is
+//! killed. Built only with the `mpi` feature (`scripts/test` runs it when
+//! `scripts/setup --mpi`'s packages are there; CI makes sure they are).
+
+#![cfg(feature = "mpi")]
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is the failure report.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{csv_rows, deterministic_columns, shown, Scratch, TRAIN};
+
+/// `mpirun -np K train ARGS`, to its end within `limit`.
+fn mpirun(k: usize, args: &[&str], limit: Duration) -> std::process::Output {
+    let child = mpirun_command(k, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun (scripts/setup --mpi installs OpenMPI)");
+    wait_with_limit(child, limit)
+}
+
+fn mpirun_command(k: usize, args: &[&str]) -> Command {
+    let mut command = Command::new("mpirun");
+    // Root in containers and CI; more ranks than cores on this machine.
+    command
+        .args(["--allow-run-as-root", "--oversubscribe", "-np"])
+        .arg(k.to_string())
+        .arg(TRAIN)
+        .args(args)
+        .env_remove("FERRORL_FAULT");
+    command
+}
+
+fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("mpirun did not finish within {limit:?}\n{}", shown(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn train_args<'a>(run_dir: &'a str, total: &'a str) -> Vec<&'a str> {
+    vec![
+        "--config",
+        "../../configs/ppo.toml",
+        "--run-dir",
+        run_dir,
+        "--set",
+        "run.num_workers=0",
+        "--set",
+        total,
+    ]
+}
+
+/// Every process whose command line names `dir`.
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&needle)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn one_rank_under_mpirun_is_bit_identical_to_no_mpirun() {
+    let scratch = Scratch::new("mpi-k1");
+    let (a, b) = (scratch.0.join("mpirun"), scratch.0.join("plain"));
+    let (a_s, b_s) = (a.to_string_lossy(), b.to_string_lossy());
+    let out = mpirun(
+        1,
+        &train_args(&a_s, "run.total_timesteps=4096"),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", shown(&out));
+    let out = common::run_to_end(
+        TRAIN,
+        &train_args(&b_s, "run.total_timesteps=4096"),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        std::fs::read(a.join("policy.safetensors")).unwrap(),
+        std::fs::read(b.join("policy.safetensors")).unwrap(),
+        "policy.safetensors"
+    );
+    let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
+    assert_eq!(rows(&a), rows(&b), "train.csv but its timing columns");
+}
+
+/// K ranks train CartPole with `total` global env steps; returns the best
+/// evaluation and the run directory's entries.
+fn learn(k: usize, total: u64) -> (f64, Vec<String>) {
+    let scratch = Scratch::new(&format!("mpi-k{k}"));
+    let dir = scratch.0.join("run");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let total = format!("run.total_timesteps={total}");
+    let mut args = train_args(&dir_s, &total);
+    args.extend(["--set", "eval.interval_steps=6144"]);
+    let out = mpirun(k, &args, Duration::from_secs(300));
+    assert!(out.status.success(), "K = {k}: {}", shown(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Rank 0 alone prints the run (one "done" line, one run directory).
+    assert_eq!(stdout.matches("done: ").count(), 1, "K = {k}: {stdout}");
+    let best = csv_rows(&dir.join("eval.csv"))
+        .iter()
+        .map(|r| r[3].parse::<f64>().unwrap())
+        .fold(f64::MIN, f64::max);
+    let mut entries: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("events.out"))
+        .collect();
+    entries.sort();
+    (best, entries)
+}
+
+#[test]
+fn two_and_three_ranks_learn_cartpole_with_identical_weights() {
+    // K ranks take one update per K * 256 env steps: 50k steps per rank's
+    // worth of updates (195, as one rank in 50k) for K = 3, 50k for K = 2.
+    // Every update compared the ranks' weight checksums: a run that
+    // finishes had identical weights on every rank after every update.
+    for (k, total) in [(2, 50_000), (3, 150_000)] {
+        let (best, entries) = learn(k, total);
+        assert!(best >= 475.0, "K = {k}: best evaluation {best}");
+        assert_eq!(
+            entries,
+            [
+                "best_policy.safetensors",
+                "checkpoints",
+                "config.toml",
+                "curve.png",
+                "eval.csv",
+                "policy.safetensors",
+                "train.csv"
+            ],
+            "K = {k}: only rank 0's files"
+        );
+    }
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_leaves_nothing() {
+    let scratch = Scratch::new("mpi-kill");
+    let dir = scratch.0.join("run");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut args = train_args(&dir_s, "run.total_timesteps=100000000");
+    args.extend(["--set", "checkpoint.interval_updates=5"]);
+    let child = mpirun_command(2, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a periodic checkpoint, then kill rank 1.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let periodic = |d: std::fs::ReadDir| {
+        d.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("ckpt-") && name.ends_with(".safetensors")
+        })
+    };
+    while !std::fs::read_dir(dir.join("checkpoints"))
+        .map(periodic)
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ranks = processes_naming(&dir);
+    let trains: Vec<u32> = ranks
+        .iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/environ"))
+                .map(|e| e.contains("OMPI_COMM_WORLD_RANK=1"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(trains.len(), 1, "rank 1 among {ranks:?}");
+    let _ = Command::new("kill")
+        .args(["-KILL", &trains[0].to_string()])
+        .status();
+    let out = wait_with_limit(child, Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", shown(&out));
+    // Nothing of the job is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(&dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left running: {:?}",
+            processes_naming(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last periodic checkpoint still loads: one rank resumes from it.
+    let out = mpirun(
+        1,
+        &["--resume", &dir_s, "--set", "run.total_timesteps=20000"],
+        Duration::from_secs(120),
+    );
+    let text = shown(&out);
+    assert!(
+        out.status.success() && text.contains("resuming from"),
+        "{text}"
+    );
+}

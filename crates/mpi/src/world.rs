@@ -1,0 +1,113 @@
+//! MPI itself: initialisation, finalisation and the collectives of
+//! [`rl_algo::exchange::Exchange`] on `MPI_COMM_WORLD`.
+
+use std::time::Instant;
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives};
+use rl_algo::exchange::{Exchange, ExchangeError};
+
+/// MPI, initialised: `MPI_Finalize` when dropped. A rank that ends with
+/// an error should exit without dropping it (the launcher then ends the
+/// other ranks; finalising would wait for them).
+pub struct Mpi {
+    universe: Universe,
+}
+
+impl Mpi {
+    /// `MPI_Init` (single-threaded: only the thread that trains calls MPI).
+    pub fn init() -> Result<Mpi, String> {
+        mpi::initialize()
+            .map(|universe| Mpi { universe })
+            .ok_or_else(|| "MPI was already initialised in this process".to_string())
+    }
+
+    pub fn rank(&self) -> usize {
+        self.universe.world().rank() as usize
+    }
+
+    pub fn size(&self) -> usize {
+        self.universe.world().size() as usize
+    }
+
+    /// The collectives on `MPI_COMM_WORLD`.
+    pub fn exchange(&self) -> MpiExchange {
+        MpiExchange {
+            world: self.universe.world(),
+            scratch_f32: Vec::new(),
+            scratch_f64: Vec::new(),
+            seconds: 0.0,
+            bytes: 0,
+        }
+    }
+}
+
+/// [`Exchange`] over `MPI_COMM_WORLD`: `MPI_Allreduce` (sum) and
+/// `MPI_Allgather`. MPI's default error handler ends the job on a failed
+/// collective, so these do not return errors of their own.
+pub struct MpiExchange {
+    world: SimpleCommunicator,
+    scratch_f32: Vec<f32>,
+    scratch_f64: Vec<f64>,
+    /// Time in collectives and bytes sent to them, for the measurements.
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
+impl MpiExchange {
+    fn timed<T>(&mut self, bytes: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        let start = Instant::now();
+        let out = f(self);
+        self.seconds += start.elapsed().as_secs_f64();
+        self.bytes += bytes as u64;
+        out
+    }
+}
+
+impl Exchange for MpiExchange {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn ranks(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn sum_f32(&mut self, values: &mut [f32]) -> Result<(), ExchangeError> {
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.scratch_f32.clear();
+            x.scratch_f32.extend_from_slice(values);
+            x.world
+                .all_reduce_into(&x.scratch_f32[..], values, SystemOperation::sum());
+        });
+        Ok(())
+    }
+
+    fn sum_f64(&mut self, values: &mut [f64]) -> Result<(), ExchangeError> {
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.scratch_f64.clear();
+            x.scratch_f64.extend_from_slice(values);
+            x.world
+                .all_reduce_into(&x.scratch_f64[..], values, SystemOperation::sum());
+        });
+        Ok(())
+    }
+
+    fn gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, ExchangeError> {
+        let mut all = vec![0.0; values.len() * self.ranks()];
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.world.all_gather_into(values, &mut all[..]);
+        });
+        Ok(all)
+    }
+
+    fn gather_u64(&mut self, values: &[u64]) -> Result<Vec<u64>, ExchangeError> {
+        let mut all = vec![0; values.len() * self.ranks()];
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.world.all_gather_into(values, &mut all[..]);
+        });
+        Ok(all)
+    }
+}
