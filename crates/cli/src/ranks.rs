@@ -67,15 +67,20 @@ pub fn run_ranked(
     } else {
         other(ranks)
     };
-    if code != exit::DONE {
-        // Without MPI_Finalize, which would wait for ranks that may never
-        // get there: the launcher ends the job.
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        std::process::exit(i32::from(code));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // Finished or stopped together (a stop is voted by every rank): wait
+    // for all, rank 0's files written, then MPI_Finalize. The launcher
+    // ends a job as soon as one rank exits with an error code, so no rank
+    // may leave before rank 0 has saved.
+    if code == exit::DONE || code >= 128 {
+        mpi.barrier();
+        drop(mpi);
+        return code;
     }
-    drop(mpi);
-    code
+    // A failure on this rank: without MPI_Finalize, which would wait for
+    // ranks that may never get there; the launcher ends the job.
+    std::process::exit(i32::from(code));
 }
 
 /// Without MPI support: one rank is an ordinary run; more is refused.

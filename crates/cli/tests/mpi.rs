@@ -225,3 +225,45 @@ fn a_killed_rank_ends_the_job_and_leaves_nothing() {
         "{text}"
     );
 }
+
+#[test]
+fn ctrl_c_to_mpirun_stops_every_rank_with_a_final_checkpoint() {
+    let scratch = Scratch::new("mpi-int");
+    let dir = scratch.0.join("run");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let child = mpirun_command(2, &train_args(&dir_s, "run.total_timesteps=100000000"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Training: the first evaluation is in eval.csv.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while csv_rows(&dir.join("eval.csv")).is_empty() {
+        assert!(Instant::now() < deadline, "no evaluation within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Ctrl-C: the terminal sends SIGINT to mpirun, which sends SIGTERM to
+    // every rank; the ranks vote to stop at the same minibatch.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = wait_with_limit(child, Duration::from_secs(60));
+    let text = shown(&out);
+    assert!(text.contains("interrupted after"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(&dir).is_empty() {
+        assert!(Instant::now() < deadline, "left running: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The stop checkpoint continues the run.
+    let out = mpirun(
+        1,
+        &["--resume", &dir_s, "--set", "run.total_timesteps=60000"],
+        Duration::from_secs(120),
+    );
+    let text = shown(&out);
+    assert!(
+        out.status.success() && text.contains("resuming from"),
+        "{text}"
+    );
+}

@@ -32,6 +32,11 @@ impl Mpi {
         self.universe.world().size() as usize
     }
 
+    /// `MPI_Barrier`: every rank has got here.
+    pub fn barrier(&self) {
+        self.universe.world().barrier();
+    }
+
     /// The collectives on `MPI_COMM_WORLD`.
     pub fn exchange(&self) -> MpiExchange {
         MpiExchange {
