@@ -10,7 +10,7 @@ use std::ops::Range;
 use rl_policy::{Exploration, ObsNormalizer, Rollout, RunningMeanStd};
 
 use crate::divergence::Divergence;
-use crate::exchange::{Exchange, ExchangeError};
+use crate::exchange::{Exchange, ExchangeError, Traffic};
 
 /// The run an algorithm learns in: its envs, its length, its seed, and the
 /// env-side normalisation (`[env] normalize_obs` / `normalize_reward`,
@@ -154,6 +154,11 @@ pub trait Algorithm {
             "{} does not train on more than one rank yet (PPO does)",
             self.name()
         ))
+    }
+    /// What its exchange with the other ranks has cost so far (`None`
+    /// without one).
+    fn exchange_traffic(&self) -> Option<Traffic> {
+        None
     }
     /// Updates per `train.csv` row (the row has their mean statistics).
     fn updates_per_row(&self) -> u64 {

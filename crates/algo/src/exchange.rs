@@ -50,6 +50,21 @@ pub trait Exchange {
     fn gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, ExchangeError>;
     /// Every rank's `values` (all of the same length), in rank order.
     fn gather_u64(&mut self, values: &[u64]) -> Result<Vec<u64>, ExchangeError>;
+    /// The collectives so far: their number, time and bytes sent.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
+
+/// What a rank's collectives have cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Traffic {
+    pub calls: u64,
+    /// Wall time inside the collectives (waiting for the other ranks
+    /// included).
+    pub seconds: f64,
+    /// Bytes this rank handed to them.
+    pub bytes: u64,
 }
 
 /// What each rank says at a synchronisation point; any rank's `true` wins,

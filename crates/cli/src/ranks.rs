@@ -8,8 +8,9 @@
 //! A build without the `mpi` feature refuses to run as one of K > 1 ranks
 //! (each would train alone) and says how to build one that can.
 
+use rl_algo::exchange::Traffic;
 use rl_mpi::Launch;
-use rl_runtime::TrainSettings;
+use rl_runtime::{TrainSettings, TrainSummary};
 
 use crate::exit;
 
@@ -97,4 +98,19 @@ pub fn run_ranked(launch: Launch, alone: impl FnOnce() -> u8) -> u8 {
         launch.size
     );
     exit::USAGE
+}
+
+/// Rank 0's account of a data-parallel run, one line: per update, the
+/// learner's time, the part of it in collectives, their count and the
+/// bytes this rank sent (`scripts/bench mpi` reads it).
+pub fn traffic_line(summary: &TrainSummary, traffic: Traffic, update_s: f64) -> String {
+    let updates = summary.updates.max(1) as f64;
+    format!(
+        "mpi: per update {:.3} ms in the learner, {:.3} ms in {:.1} collectives, {:.0} bytes sent by rank 0 ({} updates)",
+        update_s * 1e3 / updates,
+        traffic.seconds * 1e3 / updates,
+        traffic.calls as f64 / updates,
+        traffic.bytes as f64 / updates,
+        summary.updates
+    )
 }

@@ -370,6 +370,12 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) ->
                     format!("last eval return {:.2}", e.mean())
                 });
             let faults = faults_note(&summary);
+            if let (Some(traffic), Some(update_s)) = (summary.traffic, summary.update_s) {
+                outln!(
+                    "{}",
+                    crate::ranks::traffic_line(&summary, traffic, update_s)
+                );
+            }
             match (summary.ending, &summary.policy_file) {
                 (Ending::Completed, Some(policy)) => {
                     outln!(

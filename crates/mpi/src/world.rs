@@ -7,7 +7,7 @@ use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
-use rl_algo::exchange::{Exchange, ExchangeError};
+use rl_algo::exchange::{Exchange, ExchangeError, Traffic};
 
 /// MPI, initialised: `MPI_Finalize` when dropped. A rank that ends with
 /// an error should exit without dropping it (the launcher then ends the
@@ -43,8 +43,7 @@ impl Mpi {
             world: self.universe.world(),
             scratch_f32: Vec::new(),
             scratch_f64: Vec::new(),
-            seconds: 0.0,
-            bytes: 0,
+            traffic: Traffic::default(),
         }
     }
 }
@@ -56,17 +55,16 @@ pub struct MpiExchange {
     world: SimpleCommunicator,
     scratch_f32: Vec<f32>,
     scratch_f64: Vec<f64>,
-    /// Time in collectives and bytes sent to them, for the measurements.
-    pub seconds: f64,
-    pub bytes: u64,
+    traffic: Traffic,
 }
 
 impl MpiExchange {
     fn timed<T>(&mut self, bytes: usize, f: impl FnOnce(&mut Self) -> T) -> T {
         let start = Instant::now();
         let out = f(self);
-        self.seconds += start.elapsed().as_secs_f64();
-        self.bytes += bytes as u64;
+        self.traffic.calls += 1;
+        self.traffic.seconds += start.elapsed().as_secs_f64();
+        self.traffic.bytes += bytes as u64;
         out
     }
 }
@@ -78,6 +76,10 @@ impl Exchange for MpiExchange {
 
     fn ranks(&self) -> usize {
         self.world.size() as usize
+    }
+
+    fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     fn sum_f32(&mut self, values: &mut [f32]) -> Result<(), ExchangeError> {

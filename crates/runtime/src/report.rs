@@ -85,6 +85,11 @@ pub struct TrainSummary {
     pub policy_file: Option<PathBuf>,
     /// The checkpoint the end of the run wrote, once written and synced.
     pub checkpoint: Option<PathBuf>,
+    /// Seconds in the learner's updates (single-process runs; `None` when
+    /// the learner is another process).
+    pub update_s: Option<f64>,
+    /// What exchanging with the other ranks cost (data-parallel runs).
+    pub traffic: Option<rl_algo::exchange::Traffic>,
 }
 
 /// Receives progress while a run trains.

@@ -14,7 +14,7 @@ use crate::engine::host::HostEngine;
 use crate::engine::libtorch::TorchEngine;
 use crate::exchange::{
     average_gradient, check_identical, gather_rows, merge_moments, vote_and_average, Exchange,
-    ExchangeError, Votes,
+    ExchangeError, Traffic, Votes,
 };
 use crate::gae::gae;
 use crate::ppo::batch::{explained_variance, shuffle};
@@ -598,6 +598,10 @@ impl Algorithm for PpoLearner {
         }
         self.exchange = Some(exchange);
         Ok(())
+    }
+
+    fn exchange_traffic(&self) -> Option<Traffic> {
+        self.exchange.as_ref().map(|x| x.traffic())
     }
 
     /// Their running discounted returns (reward scaling) restart from zero.

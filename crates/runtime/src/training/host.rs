@@ -52,6 +52,10 @@ pub struct Outcome {
     pub rejected: u64,
     pub policy_file: PathBuf,
     pub checkpoint: Option<PathBuf>,
+    /// Seconds in the learner's updates, over the run (this session).
+    pub update_s: f64,
+    /// What exchanging with the other ranks cost (data-parallel runs).
+    pub traffic: Option<rl_algo::exchange::Traffic>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -244,5 +244,7 @@ pub fn train_in_process(
         rejected_messages: 0,
         policy_file: Some(outcome.policy_file),
         checkpoint: outcome.checkpoint,
+        update_s: Some(outcome.update_s),
+        traffic: outcome.traffic,
     })
 }

@@ -327,6 +327,7 @@ impl<'a> Trainer<'a> {
         let mut ended = Ended::Completed;
         let mut divergence = None;
         let mut exchange_failure = None;
+        let mut update_s = 0.0;
         let mut end_checkpoint = None;
         'rounds: while self.learner.updates_done() < num_updates {
             let commands = host.poll()?;
@@ -363,7 +364,10 @@ impl<'a> Trainer<'a> {
                 let _ = host.alive();
                 host.stop_now()
             };
-            let stats = match self.learner.update(&rollout, &abandon) {
+            let update_start = Instant::now();
+            let updated = self.learner.update(&rollout, &abandon);
+            update_s += update_start.elapsed().as_secs_f64();
+            let stats = match updated {
                 Ok(mut stats) => {
                     if let Some((lag, stale)) = source.async_stats() {
                         stats.0.push(("policy_lag", lag as f64));
@@ -487,6 +491,8 @@ impl<'a> Trainer<'a> {
             rejected: source.rejected(),
             policy_file,
             checkpoint: end_checkpoint,
+            update_s,
+            traffic: self.learner.exchange_traffic(),
         };
         host.ended(&outcome)?;
         if !matches!(outcome.ended, Ended::Diverged(_)) {

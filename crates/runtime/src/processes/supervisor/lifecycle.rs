@@ -213,6 +213,8 @@ impl Supervisor<'_> {
             rejected_messages: report.map_or(0, |r| r.rejected_messages),
             policy_file: report.map(|r| r.policy_file.clone().into()),
             checkpoint: report.and_then(|r| r.checkpoint.clone().map(Into::into)),
+            update_s: None,
+            traffic: None,
         }
     }
 
