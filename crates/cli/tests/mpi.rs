@@ -267,3 +267,55 @@ fn ctrl_c_to_mpirun_stops_every_rank_with_a_final_checkpoint() {
         "{text}"
     );
 }
+
+/// Two hosts on one machine (`scripts/mpi-netns`): a rank in each of two
+/// network namespaces joined by a veth pair, MPI over TCP. The run equals
+/// the same two ranks over shared memory bit for bit, and its gradients
+/// crossed the veth.
+#[test]
+fn two_ranks_in_two_network_namespaces_train_over_tcp_as_over_shared_memory() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let scratch = Scratch::new("mpi-netns");
+    let (tcp, shm) = (scratch.0.join("tcp"), scratch.0.join("shm"));
+    let (tcp_s, shm_s) = (tcp.to_string_lossy(), shm.to_string_lossy());
+    let out = Command::new("../../scripts/mpi-netns")
+        .args(train_args(&tcp_s, "run.total_timesteps=4096"))
+        .env("FERRORL_TRAIN", TRAIN)
+        .env_remove("FERRORL_FAULT")
+        .output()
+        .unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    let sent: u64 = text
+        .split("mpi-netns: ")
+        .nth(1)
+        .and_then(|t| t.split(" sent ").nth(1))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count: {text}"));
+    let per_update: u64 = text
+        .split("collectives, ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no mpi: line: {text}"));
+    // 4096 steps = 8 updates of 2 ranks x 256 steps.
+    assert!(sent >= 8 * per_update, "{sent} bytes over the veth: {text}");
+    let out = mpirun(
+        2,
+        &train_args(&shm_s, "run.total_timesteps=4096"),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        std::fs::read(tcp.join("policy.safetensors")).unwrap(),
+        std::fs::read(shm.join("policy.safetensors")).unwrap(),
+        "the same run over TCP and over shared memory"
+    );
+    let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
+    assert_eq!(rows(&tcp), rows(&shm));
+}
