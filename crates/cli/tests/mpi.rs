@@ -289,6 +289,10 @@ fn two_ranks_in_two_network_namespaces_train_over_tcp_as_over_shared_memory() {
         .output()
         .unwrap();
     let text = shown(&out);
+    if out.status.code() == Some(77) {
+        eprintln!("skipped: {text}");
+        return;
+    }
     assert!(out.status.success(), "{text}");
     let sent: u64 = text
         .split("mpi-netns: ")
