@@ -14,30 +14,56 @@ use rl_runtime::{TrainSettings, TrainSummary};
 
 use crate::exit;
 
-/// The limits of data-parallel runs today, the same check on every rank
-/// (so that all ranks refuse together).
-pub fn check(settings: &TrainSettings, resume: bool, ranks: usize) -> Result<(), String> {
+/// The limits of data-parallel runs today, checked by rank 0 before it
+/// tells the others to start.
+pub fn check(settings: &TrainSettings) -> Result<(), String> {
     if settings.run.num_workers > 0 {
         return Err(format!(
             "[run] num_workers = {}: under an MPI launcher each rank trains in one process for now (its envs stepped by the learner); set it to 0 (--set run.num_workers=0)",
             settings.run.num_workers
         ));
     }
-    if resume && ranks > 1 {
-        return Err(format!(
-            "--resume under an MPI launcher with {ranks} ranks is not supported yet: resume with one rank (mpirun -np 1, or without mpirun), which continues the learner exactly"
-        ));
-    }
     Ok(())
 }
 
-/// Runs this process as the rank `launch` names: `rank0` for rank 0, else
-/// `other`, each given its place and the exchange. Returns the exit code.
+/// What rank 0 tells the other ranks before anyone trains: the config it
+/// resolved (its `--set` and `--seed` applied, or the run's own on
+/// resume) and the checkpoint it resumes from. The other ranks read that
+/// checkpoint's learner (identical on every rank) from the same path, so a
+/// resume across hosts needs the run directory on a shared filesystem.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub config_name: std::path::PathBuf,
+    pub config: String,
+    pub run_dir: std::path::PathBuf,
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+/// Rank 0's first message to the others: start with a plan, or exit with
+/// rank 0's code (it stopped before training: a config error, a run that
+/// is already complete).
+#[cfg(feature = "mpi")]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum Start {
+    Go(Plan),
+    Exit(u8),
+}
+
+/// Rank 0's part of a data-parallel run: its place and exchange, and how
+/// it hands its [`Plan`] to the other ranks (once, before training).
+pub struct RankZero<'a> {
+    pub ranks: rl_runtime::Ranks,
+    pub share: &'a mut dyn FnMut(&Plan),
+}
+
+/// Runs this process as the rank `launch` names: `rank0` for rank 0
+/// (which shares its plan when it is ready to train), else `other` with
+/// rank 0's plan. Returns the exit code.
 #[cfg(feature = "mpi")]
 pub fn run_ranked(
     launch: Launch,
-    rank0: impl FnOnce(rl_runtime::Ranks) -> u8,
-    other: impl FnOnce(rl_runtime::Ranks) -> u8,
+    rank0: impl FnOnce(RankZero<'_>) -> u8,
+    other: impl FnOnce(rl_runtime::Ranks, Plan) -> u8,
 ) -> u8 {
     use rl_runtime::{DataParallel, Ranks};
     let mpi = match rl_mpi::Mpi::init() {
@@ -63,10 +89,37 @@ pub fn run_ranked(
         place,
         exchange: Box::new(mpi.exchange()),
     };
+    let send = |start: &Start| {
+        let mut bytes = serde_json::to_vec(start).unwrap_or_default();
+        mpi.broadcast_from_rank0(&mut bytes);
+    };
     let code = if place.rank == 0 {
-        rank0(ranks)
+        let mut shared = false;
+        let code = rank0(RankZero {
+            ranks,
+            share: &mut |plan: &Plan| {
+                send(&Start::Go(plan.clone()));
+                shared = true;
+            },
+        });
+        if !shared {
+            send(&Start::Exit(code));
+        }
+        code
     } else {
-        other(ranks)
+        let mut bytes = Vec::new();
+        mpi.broadcast_from_rank0(&mut bytes);
+        match serde_json::from_slice::<Start>(&bytes) {
+            Ok(Start::Go(plan)) => other(ranks, plan),
+            Ok(Start::Exit(code)) => code,
+            Err(e) => {
+                errln!(
+                    "train (rank {}): rank 0's plan does not decode: {e}",
+                    place.rank
+                );
+                exit::FAILED
+            }
+        }
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -79,8 +132,8 @@ pub fn run_ranked(
         drop(mpi);
         return code;
     }
-    // A failure on this rank: without MPI_Finalize, which would wait for
-    // ranks that may never get there; the launcher ends the job.
+    // A failure: without MPI_Finalize, which would wait for ranks that may
+    // never get there; the launcher ends the job.
     std::process::exit(i32::from(code));
 }
 

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::ranks::{Plan, RankZero};
 use clap::Parser;
 use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_runtime::{
     prepare_resume, run_child_if_requested, train_in_process, train_multi_process, Ending,
-    EvalResult, Observer, Progress, Ranks, Requests, RunDir, RunLock, RuntimeError, TrainSummary,
+    EvalResult, Observer, Progress, Requests, RunDir, RunLock, RuntimeError, TrainSummary,
 };
 
 use crate::config;
@@ -178,8 +179,8 @@ pub fn train_main(registry: &Registry) -> ExitCode {
         #[cfg(feature = "mpi")]
         Some(launch) => crate::ranks::run_ranked(
             launch,
-            |ranks| run_train(registry, &args, Some(ranks)),
-            |ranks| run_other_rank(registry, &args, ranks),
+            |rank0| run_train(registry, &args, Some(rank0)),
+            |ranks, plan| run_other_rank(registry, ranks, plan),
         ),
         #[cfg(not(feature = "mpi"))]
         Some(launch) => crate::ranks::run_ranked(launch, || run_train(registry, &args, None)),
@@ -189,13 +190,19 @@ pub fn train_main(registry: &Registry) -> ExitCode {
 /// Runs `train` with parsed arguments; returns the exit code. With
 /// `ranks`, this process is rank 0 of a data-parallel run (see
 /// [`crate::ranks`]).
-pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) -> u8 {
+pub fn run_train(registry: &Registry, args: &TrainArgs, mut rank0: Option<RankZero<'_>>) -> u8 {
     let (loaded, run_dir, resume_notes) = match (&args.config, &args.resume) {
         (Some(config_path), _) => {
             let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
                 Ok(loaded) => loaded,
                 Err(message) => return usage_error(&message),
             };
+            // Refused under MPI before the run directory is made.
+            if rank0.is_some() {
+                if let Err(message) = crate::ranks::check(&loaded.settings) {
+                    return usage_error(&message);
+                }
+            }
             let run_path = args
                 .run_dir
                 .clone()
@@ -226,10 +233,8 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) ->
             return exit::USAGE;
         }
     };
-    if let Some(ranks) = &ranks {
-        if let Err(message) =
-            crate::ranks::check(&loaded.settings, args.resume.is_some(), ranks.place.ranks)
-        {
+    if rank0.is_some() && args.resume.is_some() {
+        if let Err(message) = crate::ranks::check(&loaded.settings) {
             return usage_error(&message);
         }
     }
@@ -312,6 +317,21 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) ->
             }
         },
     };
+
+    // The other ranks of a data-parallel run start from here, with what
+    // this rank resolved.
+    let ranks = rank0.as_mut().map(|r| {
+        (r.share)(&Plan {
+            config_name: args
+                .config
+                .clone()
+                .unwrap_or_else(|| run_dir.path().join("config.toml")),
+            config: loaded.resolved_toml.clone(),
+            run_dir: run_dir.path().to_path_buf(),
+            checkpoint: resume.as_ref().map(|r| r.path.clone()),
+        });
+    });
+    let ranks = ranks.and(rank0.map(|r| r.ranks));
 
     // SIGINT, SIGTERM, SIGHUP: abandon the update in progress, save the
     // state after the last one, exit 128 + the signal. A second one exits
@@ -428,13 +448,9 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, ranks: Option<Ranks>) ->
 /// config and checks as rank 0, then training in lockstep with it; it
 /// writes nothing (rank 0 owns the run directory) and prints only errors.
 #[cfg(feature = "mpi")]
-fn run_other_rank(registry: &Registry, args: &TrainArgs, ranks: Ranks) -> u8 {
+fn run_other_rank(registry: &Registry, ranks: rl_runtime::Ranks, plan: Plan) -> u8 {
     let rank = ranks.place.rank;
-    let Some(config_path) = &args.config else {
-        errln!("train (rank {rank}): --resume under an MPI launcher with more than one rank is not supported yet");
-        return exit::USAGE;
-    };
-    let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
+    let loaded = match config::load_text(&plan.config_name, &plan.config, &[], None, registry) {
         Ok(loaded) => loaded,
         Err(message) => {
             errln!(
@@ -444,16 +460,23 @@ fn run_other_rank(registry: &Registry, args: &TrainArgs, ranks: Ranks) -> u8 {
             return exit::USAGE;
         }
     };
-    if let Err(message) = crate::ranks::check(&loaded.settings, false, ranks.place.ranks) {
-        errln!("train (rank {rank}): {message}");
-        return exit::USAGE;
-    }
+    // The learner's state at rank 0's checkpoint; this rank's envs start
+    // new episodes (the checkpoint holds rank 0's).
+    let resume = match &plan.checkpoint {
+        Some(path) => match rl_runtime::storage::checkpoint::read_checkpoint(path) {
+            Ok(checkpoint) => Some(rl_runtime::storage::checkpoint::ResumeFrom {
+                path: path.clone(),
+                checkpoint,
+            }),
+            Err(e) => {
+                errln!("train (rank {rank}): cannot resume: {e}");
+                return exit::FAILED;
+            }
+        },
+        None => None,
+    };
     // Rank 0's directory, named only in messages.
-    let run_dir = RunDir::elsewhere(
-        args.run_dir
-            .clone()
-            .unwrap_or_else(|| default_run_dir(config_path)),
-    );
+    let run_dir = RunDir::elsewhere(plan.run_dir);
     let requests = Arc::new(Requests::default());
     let first_signal = Arc::new(AtomicI32::new(0));
     let finished = Arc::new(AtomicBool::new(false));
@@ -468,7 +491,7 @@ fn run_other_rank(registry: &Registry, args: &TrainArgs, ranks: Ranks) -> u8 {
         registry,
         &loaded.settings,
         &run_dir,
-        None,
+        resume.as_ref(),
         &requests,
         &mut quiet,
         Some(ranks),

@@ -255,17 +255,17 @@ fn ctrl_c_to_mpirun_stops_every_rank_with_a_final_checkpoint() {
         assert!(Instant::now() < deadline, "left running: {text}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The stop checkpoint continues the run.
+    // The stop checkpoint continues the run, on two ranks again (rank 0
+    // resolves the resume and hands the others its checkpoint).
     let out = mpirun(
-        1,
+        2,
         &["--resume", &dir_s, "--set", "run.total_timesteps=60000"],
         Duration::from_secs(120),
     );
     let text = shown(&out);
-    assert!(
-        out.status.success() && text.contains("resuming from"),
-        "{text}"
-    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("resuming from").count(), 1, "{text}");
+    assert_eq!(text.matches("done: ").count(), 1, "{text}");
 }
 
 /// Two hosts on one machine (`scripts/mpi-netns`): a rank in each of two
@@ -322,4 +322,31 @@ fn two_ranks_in_two_network_namespaces_train_over_tcp_as_over_shared_memory() {
     );
     let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
     assert_eq!(rows(&tcp), rows(&shm));
+}
+
+#[test]
+fn a_refused_config_ends_every_rank_at_once() {
+    // Rank 0 refuses (worker processes inside a rank are not supported
+    // yet) and tells the others to exit with its code: nobody waits.
+    let scratch = Scratch::new("mpi-refused");
+    let dir = scratch.0.join("run");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let args = [
+        "--config",
+        "../../configs/ppo.toml",
+        "--run-dir",
+        &dir_s,
+        "--set",
+        "run.num_workers=2",
+    ];
+    let out = mpirun(3, &args, Duration::from_secs(60));
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("each rank trains in one process for now")
+            .count(),
+        1,
+        "rank 0 says why, once: {text}"
+    );
+    assert!(!dir.exists(), "no run directory: {text}");
 }

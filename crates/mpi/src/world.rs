@@ -6,7 +6,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use rl_algo::exchange::{Exchange, ExchangeError, Traffic};
 
 /// MPI, initialised: `MPI_Finalize` when dropped. A rank that ends with
@@ -35,6 +35,17 @@ impl Mpi {
     /// `MPI_Barrier`: every rank has got here.
     pub fn barrier(&self) {
         self.universe.world().barrier();
+    }
+
+    /// Rank 0's `bytes` to every rank (`MPI_Bcast` of the length, then of
+    /// the bytes): on rank 0 they are sent, elsewhere replaced.
+    pub fn broadcast_from_rank0(&self, bytes: &mut Vec<u8>) {
+        let world = self.universe.world();
+        let root = world.process_at_rank(0);
+        let mut len = bytes.len() as u64;
+        root.broadcast_into(&mut len);
+        bytes.resize(len as usize, 0);
+        root.broadcast_into(&mut bytes[..]);
     }
 
     /// The collectives on `MPI_COMM_WORLD`.
