@@ -190,7 +190,7 @@ pub fn train_main(registry: &Registry) -> ExitCode {
 /// Runs `train` with parsed arguments; returns the exit code. With
 /// `ranks`, this process is rank 0 of a data-parallel run (see
 /// [`crate::ranks`]).
-pub fn run_train(registry: &Registry, args: &TrainArgs, mut rank0: Option<RankZero<'_>>) -> u8 {
+pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'_>>) -> u8 {
     let (loaded, run_dir, resume_notes) = match (&args.config, &args.resume) {
         (Some(config_path), _) => {
             let loaded = match config::load(config_path, &args.overrides, args.seed, registry) {
@@ -320,7 +320,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, mut rank0: Option<RankZe
 
     // The other ranks of a data-parallel run start from here, with what
     // this rank resolved.
-    let ranks = rank0.as_mut().map(|r| {
+    let ranks = rank0.map(|r| {
         (r.share)(&Plan {
             config_name: args
                 .config
@@ -330,8 +330,8 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, mut rank0: Option<RankZe
             run_dir: run_dir.path().to_path_buf(),
             checkpoint: resume.as_ref().map(|r| r.path.clone()),
         });
+        r.ranks
     });
-    let ranks = ranks.and(rank0.map(|r| r.ranks));
 
     // SIGINT, SIGTERM, SIGHUP: abandon the update in progress, save the
     // state after the last one, exit 128 + the signal. A second one exits

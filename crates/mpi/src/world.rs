@@ -6,7 +6,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
 use rl_algo::exchange::{Exchange, ExchangeError, Traffic};
 
 /// MPI, initialised: `MPI_Finalize` when dropped. A rank that ends with
@@ -52,8 +52,6 @@ impl Mpi {
     pub fn exchange(&self) -> MpiExchange {
         MpiExchange {
             world: self.universe.world(),
-            scratch_f32: Vec::new(),
-            scratch_f64: Vec::new(),
             traffic: Traffic::default(),
         }
     }
@@ -64,12 +62,29 @@ impl Mpi {
 /// collective, so these do not return errors of their own.
 pub struct MpiExchange {
     world: SimpleCommunicator,
-    scratch_f32: Vec<f32>,
-    scratch_f64: Vec<f64>,
     traffic: Traffic,
 }
 
 impl MpiExchange {
+    /// `MPI_Allreduce` (sum) in place (rsmpi takes separate send and
+    /// receive buffers: the values are copied to send).
+    fn sum<T: Equivalence + Copy>(&mut self, values: &mut [T]) {
+        let send = values.to_vec();
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum());
+        });
+    }
+
+    /// `MPI_Allgather`: every rank's `values`, in rank order.
+    fn gather<T: Equivalence + Copy + Default>(&mut self, values: &[T]) -> Vec<T> {
+        let mut all = vec![T::default(); values.len() * self.world.size() as usize];
+        self.timed(std::mem::size_of_val(values), |x| {
+            x.world.all_gather_into(values, &mut all[..]);
+        });
+        all
+    }
+
     fn timed<T>(&mut self, bytes: usize, f: impl FnOnce(&mut Self) -> T) -> T {
         let start = Instant::now();
         let out = f(self);
@@ -94,38 +109,20 @@ impl Exchange for MpiExchange {
     }
 
     fn sum_f32(&mut self, values: &mut [f32]) -> Result<(), ExchangeError> {
-        self.timed(std::mem::size_of_val(values), |x| {
-            x.scratch_f32.clear();
-            x.scratch_f32.extend_from_slice(values);
-            x.world
-                .all_reduce_into(&x.scratch_f32[..], values, SystemOperation::sum());
-        });
+        self.sum(values);
         Ok(())
     }
 
     fn sum_f64(&mut self, values: &mut [f64]) -> Result<(), ExchangeError> {
-        self.timed(std::mem::size_of_val(values), |x| {
-            x.scratch_f64.clear();
-            x.scratch_f64.extend_from_slice(values);
-            x.world
-                .all_reduce_into(&x.scratch_f64[..], values, SystemOperation::sum());
-        });
+        self.sum(values);
         Ok(())
     }
 
     fn gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, ExchangeError> {
-        let mut all = vec![0.0; values.len() * self.ranks()];
-        self.timed(std::mem::size_of_val(values), |x| {
-            x.world.all_gather_into(values, &mut all[..]);
-        });
-        Ok(all)
+        Ok(self.gather(values))
     }
 
     fn gather_u64(&mut self, values: &[u64]) -> Result<Vec<u64>, ExchangeError> {
-        let mut all = vec![0; values.len() * self.ranks()];
-        self.timed(std::mem::size_of_val(values), |x| {
-            x.world.all_gather_into(values, &mut all[..]);
-        });
-        Ok(all)
+        Ok(self.gather(values))
     }
 }
