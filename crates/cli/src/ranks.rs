@@ -15,12 +15,12 @@ use rl_runtime::{TrainSettings, TrainSummary};
 use crate::exit;
 
 /// The limits of data-parallel runs today, checked by rank 0 before it
-/// tells the others to start.
-pub fn check(settings: &TrainSettings) -> Result<(), String> {
-    if settings.run.num_workers > 0 {
+/// makes the run directory and tells the others to start.
+pub fn check(settings: &TrainSettings, ranks: usize) -> Result<(), String> {
+    if ranks > 1 && settings.off_policy().is_some() {
         return Err(format!(
-            "[run] num_workers = {}: under an MPI launcher each rank trains in one process for now (its envs stepped by the learner); set it to 0 (--set run.num_workers=0)",
-            settings.run.num_workers
+            "[run] algo = \"{}\": under an MPI launcher only PPO trains on more than one rank for now (SAC, TD3 and DQN train on one machine: run them without mpirun)",
+            settings.run.algo
         ));
     }
     Ok(())

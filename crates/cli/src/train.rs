@@ -198,8 +198,8 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
                 Err(message) => return usage_error(&message),
             };
             // Refused under MPI before the run directory is made.
-            if rank0.is_some() {
-                if let Err(message) = crate::ranks::check(&loaded.settings) {
+            if let Some(r) = &rank0 {
+                if let Err(message) = crate::ranks::check(&loaded.settings, r.ranks.place.ranks) {
                     return usage_error(&message);
                 }
             }
@@ -233,8 +233,8 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
             return exit::USAGE;
         }
     };
-    if rank0.is_some() && args.resume.is_some() {
-        if let Err(message) = crate::ranks::check(&loaded.settings) {
+    if let (Some(r), Some(_)) = (&rank0, &args.resume) {
+        if let Err(message) = crate::ranks::check(&loaded.settings, r.ranks.place.ranks) {
             return usage_error(&message);
         }
     }
@@ -332,6 +332,9 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
         });
         r.ranks
     });
+    // One rank alone trains any algorithm (the off-policy ones do not
+    // exchange, and need not: there is nobody to exchange with).
+    let ranks = ranks.filter(|r| r.place.ranks > 1 || loaded.settings.off_policy().is_none());
 
     // SIGINT, SIGTERM, SIGHUP: abandon the update in progress, save the
     // state after the last one, exit 128 + the signal. A second one exits
@@ -365,6 +368,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
             resume.as_ref(),
             &requests,
             &mut status,
+            ranks,
         )
     } else {
         train_in_process(
@@ -480,22 +484,38 @@ fn run_other_rank(registry: &Registry, ranks: rl_runtime::Ranks, plan: Plan) -> 
     let requests = Arc::new(Requests::default());
     let first_signal = Arc::new(AtomicI32::new(0));
     let finished = Arc::new(AtomicBool::new(false));
-    if let Err(e) =
-        install_signal_handlers(false, &requests, &first_signal, &finished, run_dir.path())
-    {
+    let multi_process = loaded.settings.run.num_workers > 0;
+    if let Err(e) = install_signal_handlers(
+        multi_process,
+        &requests,
+        &first_signal,
+        &finished,
+        run_dir.path(),
+    ) {
         errln!("train (rank {rank}): cannot install the signal handlers: {e}");
         return exit::FAILED;
     }
     let mut quiet = QuietRank { rank };
-    let result = train_in_process(
-        registry,
-        &loaded.settings,
-        &run_dir,
-        resume.as_ref(),
-        &requests,
-        &mut quiet,
-        Some(ranks),
-    );
+    let result = match multi_process {
+        true => rl_runtime::train_multi_process(
+            registry,
+            &loaded.settings,
+            &run_dir,
+            resume.as_ref(),
+            &requests,
+            &mut quiet,
+            Some(ranks),
+        ),
+        false => train_in_process(
+            registry,
+            &loaded.settings,
+            &run_dir,
+            resume.as_ref(),
+            &requests,
+            &mut quiet,
+            Some(ranks),
+        ),
+    };
     finished.store(true, Ordering::SeqCst);
     match result {
         Ok(summary) => match summary.ending {

@@ -2,8 +2,9 @@
 //! (`--oversubscribe`): K = 1 equals a run without `mpirun` bit for bit,
 //! K = 2 and 3 learn CartPole to 475 while every update compares the
 //! ranks' weight checksums (a mismatch fails the run), rank 0 alone writes
-//! the run directory, and nothing of any rank is left after a rank is
-//! killed. Built only with the `mpi` feature (`scripts/test` runs it when
+//! the run directory, each rank runs its own worker processes as one
+//! process would (bit for bit), and nothing of any rank is left after a
+//! rank or one of its workers is killed. Built only with the `mpi` feature (`scripts/test` runs it when
 //! `scripts/setup --mpi`'s packages are there; CI makes sure they are).
 
 #![cfg(feature = "mpi")]
@@ -65,6 +66,33 @@ fn train_args<'a>(run_dir: &'a str, total: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// The same arguments with `workers` worker processes per rank.
+fn with_workers<'a>(mut args: Vec<&'a str>, workers: &'a str) -> Vec<&'a str> {
+    for a in &mut args {
+        if *a == "run.num_workers=0" {
+            *a = workers;
+        }
+    }
+    args
+}
+
+/// The names (`/proc/PID/comm`) of the processes whose command line names
+/// `dir`, with the MPI rank each was started under (`train` and its
+/// children inherit the launcher's `OMPI_COMM_WORLD_RANK`).
+fn roles_naming(dir: &Path) -> Vec<(String, String)> {
+    processes_naming(dir)
+        .into_iter()
+        .filter_map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let rank = String::from_utf8_lossy(&environ)
+                .split('\0')
+                .find_map(|v| v.strip_prefix("OMPI_COMM_WORLD_RANK=").map(str::to_string))?;
+            Some((rank, comm.trim().to_string()))
+        })
+        .collect()
+}
+
 /// Every process whose command line names `dir`.
 fn processes_naming(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
@@ -105,6 +133,116 @@ fn one_rank_under_mpirun_is_bit_identical_to_no_mpirun() {
     );
     let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
     assert_eq!(rows(&a), rows(&b), "train.csv but its timing columns");
+}
+
+#[test]
+fn worker_processes_in_each_rank_train_as_one_process_per_rank_does() {
+    // Two ranks with two worker processes each (the learner's collectives
+    // relayed through its supervisor, the MPI process) against two ranks
+    // that step their envs in the learner: the same weights and train.csv
+    // bit for bit, as for one machine.
+    let scratch = Scratch::new("mpi-workers");
+    let (a, b) = (scratch.0.join("workers"), scratch.0.join("one"));
+    let (a_s, b_s) = (a.to_string_lossy(), b.to_string_lossy());
+    let args = with_workers(
+        train_args(&a_s, "run.total_timesteps=16384"),
+        "run.num_workers=2",
+    );
+    let child = mpirun_command(2, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Who runs, rank by rank, while it trains.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "not done within 180 s");
+        seen.extend(roles_naming(&a));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    let expected: std::collections::BTreeSet<(String, String)> = [
+        ("0", "train"),
+        ("0", "rl-learner"),
+        ("0", "rl-worker-0"),
+        ("0", "rl-worker-1"),
+        ("0", "rl-evaluator"),
+        ("1", "train"),
+        ("1", "rl-learner"),
+        ("1", "rl-worker-0"),
+        ("1", "rl-worker-1"),
+    ]
+    .iter()
+    .map(|(r, c)| (r.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(seen, expected, "{text}");
+    assert!(text.contains("mpi: per update"), "{text}");
+    assert_eq!(text.matches("done: ").count(), 1, "{text}");
+    assert!(
+        roles_naming(&a).is_empty(),
+        "left running: {:?}",
+        roles_naming(&a)
+    );
+    let out = mpirun(
+        2,
+        &train_args(&b_s, "run.total_timesteps=16384"),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        std::fs::read(a.join("policy.safetensors")).unwrap(),
+        std::fs::read(b.join("policy.safetensors")).unwrap(),
+        "policy.safetensors"
+    );
+    let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
+    assert_eq!(rows(&a), rows(&b), "train.csv but its timing columns");
+}
+
+#[test]
+fn a_killed_worker_of_one_rank_is_replaced_and_the_run_goes_on() {
+    let scratch = Scratch::new("mpi-worker-kill");
+    let dir = scratch.0.join("run");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let args = with_workers(
+        train_args(&dir_s, "run.total_timesteps=40960"),
+        "run.num_workers=2",
+    );
+    let mut child = mpirun_command(2, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it trains (a row in train.csv), SIGKILL rank 1's worker 1.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let victim = loop {
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        assert!(Instant::now() < deadline, "no training within 120 s");
+        let trains = !csv_rows(&dir.join("train.csv")).is_empty();
+        let found = processes_naming(&dir).into_iter().find(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            comm.trim() == "rl-worker-1"
+                && String::from_utf8_lossy(&environ).contains("OMPI_COMM_WORLD_RANK=1\0")
+        });
+        match found {
+            Some(pid) if trains => break pid,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let _ = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status();
+    let out = wait_with_limit(child, Duration::from_secs(180));
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(rank 1) train: worker 1"), "{text}");
+    assert!(text.contains("replacing it"), "{text}");
+    assert_eq!(text.matches("done: ").count(), 1, "{text}");
+    assert!(roles_naming(&dir).is_empty(), "{:?}", roles_naming(&dir));
 }
 
 /// K ranks train CartPole with `total` global env steps; returns the best
@@ -162,10 +300,18 @@ fn two_and_three_ranks_learn_cartpole_with_identical_weights() {
 
 #[test]
 fn a_killed_rank_ends_the_job_and_leaves_nothing() {
+    // Ranks of one process, and ranks with worker processes (which die
+    // with their rank's supervisor).
+    for workers in ["run.num_workers=0", "run.num_workers=2"] {
+        a_killed_rank_ends_the_job(workers);
+    }
+}
+
+fn a_killed_rank_ends_the_job(workers: &str) {
     let scratch = Scratch::new("mpi-kill");
     let dir = scratch.0.join("run");
     let dir_s = dir.to_string_lossy().into_owned();
-    let mut args = train_args(&dir_s, "run.total_timesteps=100000000");
+    let mut args = with_workers(train_args(&dir_s, "run.total_timesteps=100000000"), workers);
     args.extend(["--set", "checkpoint.interval_updates=5"]);
     let child = mpirun_command(2, &args)
         .stdout(Stdio::piped())
@@ -192,9 +338,11 @@ fn a_killed_rank_ends_the_job_and_leaves_nothing() {
         .iter()
         .copied()
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/environ"))
-                .map(|e| e.contains("OMPI_COMM_WORLD_RANK=1"))
-                .unwrap_or(false)
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.trim() == "train"
+                && std::fs::read_to_string(format!("/proc/{pid}/environ"))
+                    .map(|e| e.contains("OMPI_COMM_WORLD_RANK=1\0"))
+                    .unwrap_or(false)
         })
         .collect();
     assert_eq!(trains.len(), 1, "rank 1 among {ranks:?}");
@@ -228,10 +376,17 @@ fn a_killed_rank_ends_the_job_and_leaves_nothing() {
 
 #[test]
 fn ctrl_c_to_mpirun_stops_every_rank_with_a_final_checkpoint() {
+    for workers in ["run.num_workers=0", "run.num_workers=2"] {
+        ctrl_c_stops_every_rank(workers);
+    }
+}
+
+fn ctrl_c_stops_every_rank(workers: &str) {
     let scratch = Scratch::new("mpi-int");
     let dir = scratch.0.join("run");
     let dir_s = dir.to_string_lossy().into_owned();
-    let child = mpirun_command(2, &train_args(&dir_s, "run.total_timesteps=100000000"))
+    let args = with_workers(train_args(&dir_s, "run.total_timesteps=100000000"), workers);
+    let child = mpirun_command(2, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -249,7 +404,7 @@ fn ctrl_c_to_mpirun_stops_every_rank_with_a_final_checkpoint() {
         .status();
     let out = wait_with_limit(child, Duration::from_secs(60));
     let text = shown(&out);
-    assert!(text.contains("interrupted after"), "{text}");
+    assert!(text.contains("interrupted after"), "{workers}: {text}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_naming(&dir).is_empty() {
         assert!(Instant::now() < deadline, "left running: {text}");
@@ -326,24 +481,23 @@ fn two_ranks_in_two_network_namespaces_train_over_tcp_as_over_shared_memory() {
 
 #[test]
 fn a_refused_config_ends_every_rank_at_once() {
-    // Rank 0 refuses (worker processes inside a rank are not supported
-    // yet) and tells the others to exit with its code: nobody waits.
+    // Rank 0 refuses (an off-policy algorithm does not train on more than
+    // one rank yet) and tells the others to exit with its code: nobody
+    // waits.
     let scratch = Scratch::new("mpi-refused");
     let dir = scratch.0.join("run");
     let dir_s = dir.to_string_lossy().into_owned();
     let args = [
         "--config",
-        "../../configs/ppo.toml",
+        "../../configs/dqn_cartpole.toml",
         "--run-dir",
         &dir_s,
-        "--set",
-        "run.num_workers=2",
     ];
     let out = mpirun(3, &args, Duration::from_secs(60));
     let text = shown(&out);
-    assert!(!out.status.success(), "{text}");
+    assert_eq!(out.status.code(), Some(2), "{text}");
     assert_eq!(
-        text.matches("each rank trains in one process for now")
+        text.matches("only PPO trains on more than one rank")
             .count(),
         1,
         "rank 0 says why, once: {text}"

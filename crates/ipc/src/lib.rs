@@ -12,6 +12,8 @@
 //!   message) plus one flat payload (in the worker's shared-memory slot),
 //!   checked on arrival.
 //! * [`process`]: what a child does first so that it dies with its parent.
+//! * [`ExchangeBlock`]: the memory a learner process shares with its MPI
+//!   rank process for the collectives of a data-parallel run.
 //!
 //! ```
 //! use rl_ipc::WeightBlock;
@@ -29,6 +31,7 @@
 //! exits.
 
 pub mod channel;
+mod exchange_block;
 pub mod frame;
 pub mod messages;
 pub mod process;
@@ -37,6 +40,7 @@ mod slot;
 mod weights;
 
 pub use channel::{Channel, ChannelError};
+pub use exchange_block::ExchangeBlock;
 pub use frame::{FrameError, RolloutHeader};
 pub use slot::RolloutSlot;
 pub use weights::{IpcError, WeightBlock};

@@ -9,6 +9,8 @@
 //!   supervisor <-- WorkerToSupervisor --------- worker
 //!   learner ------ ToWorker (Collect, Stop) --> worker       data channel, binary
 //!   learner <----- ToLearner (Hello, Rollout) - worker       data channel, binary
+//!   learner ------ ToRelay (a collective) ----> supervisor   exchange channel, binary
+//!   learner <----- FromRelay (Done) ----------- supervisor   (data-parallel runs only)
 //! ```
 //!
 //! Control messages (to and from the supervisor) are rare and small: JSON.
@@ -48,7 +50,10 @@ pub struct Setup {
 /// What one child is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoleSetup {
-    Learner,
+    /// Rank `rank` of `ranks` data-parallel learners (0 of 1 without MPI);
+    /// with more than one, its exchange channel to the supervisor (the MPI
+    /// process) is attached after the evaluation block.
+    Learner { rank: u32, ranks: u32 },
     Worker {
         worker: u32,
         /// 0 for the first process of this worker, +1 per replacement.
@@ -61,9 +66,7 @@ pub enum RoleSetup {
     },
     /// An evaluator learns what earlier evaluator processes did from
     /// `eval.csv` itself.
-    Evaluator {
-        generation: u32,
-    },
+    Evaluator { generation: u32 },
 }
 
 /// Supervisor -> learner.
@@ -191,6 +194,22 @@ pub struct RunReport {
     pub policy_file: String,
     /// The checkpoint written at the end (final, or the stop's).
     pub checkpoint: Option<String>,
+    /// Seconds in the learner's updates, over this session.
+    #[serde(default)]
+    pub update_s: f64,
+    /// Data-parallel runs: the learner's collectives, as it waited for
+    /// them (the relay through the supervisor included).
+    #[serde(default)]
+    pub exchange: Option<ExchangeReport>,
+}
+
+/// What a data-parallel learner's collectives cost over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeReport {
+    pub calls: u64,
+    pub seconds: f64,
+    /// Bytes this rank handed to them.
+    pub bytes: u64,
 }
 
 /// Non-finite numbers as `null` (JSON has no NaN), and back as NaN.
@@ -259,10 +278,94 @@ pub enum ToLearner {
     Rollout(RolloutHeader),
 }
 
+/// The collectives a learner process asks its supervisor (the MPI
+/// process of its rank) to run on the [`crate::ExchangeBlock`]
+/// (`rl_algo::exchange::Exchange`, one to one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collective {
+    SumF32,
+    SumF64,
+    GatherF64,
+    GatherU64,
+}
+
+/// Learner -> supervisor, on the exchange channel of a data-parallel run:
+/// run `op` over every rank on the first `len` values of the exchange
+/// block (a new block's descriptor is attached to the first request that
+/// uses it). Answered by [`FromRelay::Done`], the result then in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToRelay {
+    pub op: Collective,
+    pub len: u64,
+}
+
+/// Supervisor -> learner, on the exchange channel: the collective asked
+/// for is done. A supervisor that cannot run it closes the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromRelay {
+    Done,
+}
+
 const COLLECT: u32 = 1;
 const STOP: u32 = 2;
 const HELLO: u32 = 3;
 const ROLLOUT: u32 = 4;
+const COLLECTIVE: u32 = 5;
+const DONE: u32 = 6;
+
+impl ToRelay {
+    /// 16 bytes: tag, operation (0..4), `len`.
+    pub fn encode(&self) -> Vec<u8> {
+        let op: u32 = match self.op {
+            Collective::SumF32 => 0,
+            Collective::SumF64 => 1,
+            Collective::GatherF64 => 2,
+            Collective::GatherU64 => 3,
+        };
+        let mut b = COLLECTIVE.to_le_bytes().to_vec();
+        b.extend_from_slice(&op.to_le_bytes());
+        b.extend_from_slice(&self.len.to_le_bytes());
+        b
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ChannelError> {
+        match (tag_of(bytes)?, bytes.len()) {
+            (COLLECTIVE, 16) => {
+                let op = match u32_at(bytes, 4) {
+                    0 => Collective::SumF32,
+                    1 => Collective::SumF64,
+                    2 => Collective::GatherF64,
+                    3 => Collective::GatherU64,
+                    op => return Err(ChannelError::Malformed(format!("unknown collective {op}"))),
+                };
+                Ok(ToRelay {
+                    op,
+                    len: u64_at(bytes, 8),
+                })
+            }
+            (COLLECTIVE, len) => Err(wrong_length("collective", len)),
+            (tag, _) => Err(ChannelError::Malformed(format!(
+                "unknown exchange message {tag}"
+            ))),
+        }
+    }
+}
+
+impl FromRelay {
+    pub fn encode(&self) -> Vec<u8> {
+        DONE.to_le_bytes().to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ChannelError> {
+        match (tag_of(bytes)?, bytes.len()) {
+            (DONE, 4) => Ok(FromRelay::Done),
+            (DONE, len) => Err(wrong_length("relay", len)),
+            (tag, _) => Err(ChannelError::Malformed(format!(
+                "unknown relay message {tag}"
+            ))),
+        }
+    }
+}
 
 fn tag_of(bytes: &[u8]) -> Result<u32, ChannelError> {
     bytes

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rl_ipc::messages::{
-    recv_json, send_json, LearnerToSupervisor, RunReport, ToLearner, ToWorker, UpdateReport,
+    recv_json, send_json, Collective, FromRelay, LearnerToSupervisor, RunReport, ToLearner,
+    ToRelay, ToWorker, UpdateReport,
 };
 use rl_ipc::{Channel, ChannelError};
 
@@ -47,6 +48,8 @@ fn control_messages_arrive_whole_with_their_descriptors() {
             rejected_messages: 3,
             policy_file: "run/policy.safetensors".into(),
             checkpoint: None,
+            update_s: 0.0,
+            exchange: None,
         }),
         &[],
     )
@@ -159,7 +162,30 @@ fn malformed_messages_are_errors_not_panics() {
     ] {
         assert!(ToWorker::decode(bytes).is_err(), "{bytes:?}");
         assert!(ToLearner::decode(bytes).is_err(), "{bytes:?}");
+        assert!(ToRelay::decode(bytes).is_err(), "{bytes:?}");
+        assert!(FromRelay::decode(bytes).is_err(), "{bytes:?}");
     }
+    // The exchange messages round-trip; an unknown collective is refused.
+    for op in [
+        Collective::SumF32,
+        Collective::SumF64,
+        Collective::GatherF64,
+        Collective::GatherU64,
+    ] {
+        let m = ToRelay { op, len: 9155 };
+        assert_eq!(ToRelay::decode(&m.encode()).unwrap(), m);
+    }
+    let mut bad = ToRelay {
+        op: Collective::SumF32,
+        len: 1,
+    }
+    .encode();
+    bad[4] = 7;
+    assert!(ToRelay::decode(&bad).is_err());
+    assert_eq!(
+        FromRelay::decode(&FromRelay::Done.encode()).unwrap(),
+        FromRelay::Done
+    );
     assert!(a
         .send(&vec![0u8; rl_ipc::channel::MAX_MESSAGE + 1], &[])
         .is_err());

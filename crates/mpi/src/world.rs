@@ -7,6 +7,7 @@ use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
+use mpi::Threading;
 use rl_algo::exchange::{Exchange, ExchangeError, Traffic};
 
 /// MPI, initialised: `MPI_Finalize` when dropped. A rank that ends with
@@ -17,11 +18,18 @@ pub struct Mpi {
 }
 
 impl Mpi {
-    /// `MPI_Init` (single-threaded: only the thread that trains calls MPI).
+    /// `MPI_Init_thread` with `MPI_THREAD_SERIALIZED`: one thread at a
+    /// time calls MPI (the main thread, or while a learner process runs,
+    /// the supervisor's relay thread, `rl_runtime::processes::relay`).
     pub fn init() -> Result<Mpi, String> {
-        mpi::initialize()
-            .map(|universe| Mpi { universe })
-            .ok_or_else(|| "MPI was already initialised in this process".to_string())
+        let (universe, provided) = mpi::initialize_with_threading(Threading::Serialized)
+            .ok_or_else(|| "MPI was already initialised in this process".to_string())?;
+        if provided < Threading::Serialized {
+            return Err(format!(
+                "this MPI provides {provided:?} threading; MPI_THREAD_SERIALIZED is needed (the learner's collectives run on a thread of their own)"
+            ));
+        }
+        Ok(Mpi { universe })
     }
 
     pub fn rank(&self) -> usize {
@@ -64,6 +72,13 @@ pub struct MpiExchange {
     world: SimpleCommunicator,
     traffic: Traffic,
 }
+
+// SAFETY: the communicator is a handle that MPI lets any thread use under
+// MPI_THREAD_SERIALIZED (what `Mpi::init` asks for and checks), provided
+// no two threads call MPI at once: an `MpiExchange` moves to the relay
+// thread whole, and the thread that gave it away makes no MPI call until
+// the relay has ended.
+unsafe impl Send for MpiExchange {}
 
 impl MpiExchange {
     /// `MPI_Allreduce` (sum) in place (rsmpi takes separate send and

@@ -254,6 +254,8 @@ fn report(updates: u64) -> RunReport {
         rejected_messages: 0,
         policy_file: "run/policy.safetensors".into(),
         checkpoint: Some("run/checkpoints/final.safetensors".into()),
+        update_s: 0.0,
+        exchange: None,
     }
 }
 
@@ -262,7 +264,7 @@ fn learner_ready(s: &Supervised) -> Arc<Played> {
     let learner = s.children.get("learner", 0);
     assert!(matches!(
         learner.setup.role,
-        rl_ipc::messages::RoleSetup::Learner
+        rl_ipc::messages::RoleSetup::Learner { rank: 0, ranks: 1 }
     ));
     for k in 0..2 {
         let joined: SupervisorToLearner = learner.heard();

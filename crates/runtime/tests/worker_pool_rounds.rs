@@ -18,6 +18,7 @@ const SHAPE: RolloutShape = RolloutShape {
     actions: rl_runtime::training::pool::ActionRange::Any,
     num_steps: 3,
     envs_per_worker: 2,
+    first_env: 0,
     obs_dim: 4,
     action_dim: 1,
     final_obs: false,

@@ -15,6 +15,7 @@ use crate::processes::evaluator::run_evaluator;
 use crate::processes::learner::run_learner;
 use crate::processes::worker::{run_worker, WorkerIdentity};
 use crate::settings::TrainSettings;
+use crate::training::trainer::DataParallel;
 
 struct ChildArgs {
     role: String,
@@ -113,7 +114,14 @@ fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
         resume: setup.resume.clone(),
     };
     match setup.role {
-        RoleSetup::Learner => run_learner(registry, context),
+        RoleSetup::Learner { rank, ranks } => run_learner(
+            registry,
+            context,
+            DataParallel {
+                rank: rank as usize,
+                ranks: ranks.max(1) as usize,
+            },
+        ),
         RoleSetup::Worker {
             worker,
             generation,

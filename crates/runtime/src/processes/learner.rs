@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use rl_algo::algorithm::Stats;
 use rl_env::Registry;
 use rl_ipc::messages::{
-    recv_json, send_json, LearnerToSupervisor, RunReport, SupervisorToLearner, UpdateReport,
+    recv_json, send_json, ExchangeReport, LearnerToSupervisor, RunReport, SupervisorToLearner,
+    UpdateReport,
 };
 use rl_ipc::{Channel, ChannelError, WeightBlock};
 
 use crate::error::RuntimeError;
 use crate::processes::child::{report_failure, ChildContext};
+use crate::processes::relay::RelayExchange;
 use crate::report::Progress;
 use crate::spec::spec_and_action_space;
 use crate::storage::checkpoint::read_checkpoint;
@@ -58,8 +60,12 @@ fn listen_for_stop_signal() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::Setup(format!("cannot handle SIGUSR2: {e}")))
 }
 
-pub fn run_learner(registry: &Registry, mut context: ChildContext) -> Result<(), RuntimeError> {
-    let result = learn(registry, &mut context);
+pub fn run_learner(
+    registry: &Registry,
+    mut context: ChildContext,
+    place: DataParallel,
+) -> Result<(), RuntimeError> {
+    let result = learn(registry, &mut context, place);
     report_failure(&context.control, result, |message| {
         LearnerToSupervisor::Failed { message }
     })
@@ -73,6 +79,10 @@ struct SupervisedHost<'a> {
     buf: Vec<u8>,
     /// When the last heartbeat went out.
     last_heartbeat: Cell<Instant>,
+    /// Data-parallel ranks stop together, when an update votes (see
+    /// `rl_algo::exchange`): a stop request only makes this rank's vote.
+    data_parallel: bool,
+    stop_requested: bool,
 }
 
 impl SupervisedHost<'_> {
@@ -127,7 +137,10 @@ impl Host for SupervisedHost<'_> {
     fn poll(&mut self) -> Result<Vec<Command>, RuntimeError> {
         let mut commands = Vec::new();
         while let Some(command) = self.receive(Duration::ZERO)? {
-            commands.push(command);
+            match command {
+                Command::Stop if self.data_parallel => self.stop_requested = true,
+                command => commands.push(command),
+            }
         }
         Ok(commands)
     }
@@ -137,7 +150,7 @@ impl Host for SupervisedHost<'_> {
     }
 
     fn stop_now(&self) -> bool {
-        STOP_NOW.load(Ordering::SeqCst)
+        self.stop_requested || STOP_NOW.load(Ordering::SeqCst)
     }
 
     fn alive(&self) -> Result<(), RuntimeError> {
@@ -215,6 +228,12 @@ impl Host for SupervisedHost<'_> {
             rejected_messages: outcome.rejected,
             policy_file: outcome.policy_file.display().to_string(),
             checkpoint: outcome.checkpoint.as_ref().map(|p| p.display().to_string()),
+            update_s: outcome.update_s,
+            exchange: outcome.traffic.map(|t| ExchangeReport {
+                calls: t.calls,
+                seconds: t.seconds,
+                bytes: t.bytes,
+            }),
         };
         self.send(&match &outcome.ended {
             Ended::Completed => LearnerToSupervisor::Finished(report),
@@ -238,16 +257,36 @@ impl Host for SupervisedHost<'_> {
     }
 }
 
-fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeError> {
+fn learn(
+    registry: &Registry,
+    context: &mut ChildContext,
+    place: DataParallel,
+) -> Result<(), RuntimeError> {
     let settings = context.settings.clone();
-    let run_dir = RunDir::existing(&context.run_dir)?;
+    // Rank 0's directory, which the other ranks' hosts may not even have:
+    // only rank 0 writes there.
+    let run_dir = match place.writes() {
+        true => RunDir::existing(&context.run_dir)?,
+        false => RunDir::elsewhere(context.run_dir.clone()),
+    };
     let (spec, action_space) = spec_and_action_space(registry, &settings)?;
-    let eval_block = context
-        .extra_fds
-        .pop()
+    let mut extra = std::mem::take(&mut context.extra_fds).into_iter();
+    let eval_block = extra
+        .next()
         .map(WeightBlock::open)
         .transpose()?
         .ok_or_else(|| RuntimeError::Setup("the setup carried no evaluation block".into()))?;
+    let exchange = match place.ranks {
+        1 => None,
+        _ => Some(RelayExchange::new(
+            place.rank,
+            place.ranks,
+            extra.next().map(Channel::from_fd).ok_or_else(|| {
+                RuntimeError::Setup("the setup carried no exchange channel".into())
+            })?,
+            &context.control,
+        )?),
+    };
     // The weight block is this process's to write; the others only read it.
     let block = context
         .block
@@ -264,6 +303,7 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         actions,
         num_steps: settings.round_steps(),
         envs_per_worker: settings.envs_per_worker(),
+        first_env: place.rank * settings.env.num_envs,
         obs_dim: spec.obs_dim,
         action_dim: spec.head.action_dim(),
         final_obs: spec.head.is_off_policy(),
@@ -286,14 +326,20 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         }
         None => None,
     };
+    let mut algorithm = new_algorithm(&settings, &spec, &action_space)?;
+    if let Some(exchange) = exchange {
+        algorithm
+            .set_exchange(Box::new(exchange))
+            .map_err(RuntimeError::Setup)?;
+    }
     let trainer = Trainer::new(
         &settings,
         &run_dir,
         spec.clone(),
-        new_algorithm(&settings, &spec, &action_space)?,
+        algorithm,
         resume.as_ref().map(|(p, c)| (*p, c)),
         context.start_unix_s,
-        DataParallel::ALONE,
+        place,
     )?;
     let mut host = SupervisedHost {
         control: &context.control,
@@ -301,6 +347,8 @@ fn learn(registry: &Registry, context: &mut ChildContext) -> Result<(), RuntimeE
         published,
         buf: Vec::new(),
         last_heartbeat: Cell::new(Instant::now()),
+        data_parallel: place.ranks > 1,
+        stop_requested: false,
     };
     host.send(&LearnerToSupervisor::Ready)?;
     trainer.run(&mut source, &mut host)?;

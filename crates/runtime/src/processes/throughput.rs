@@ -61,6 +61,7 @@ pub fn measure_rollout_throughput(
         actions: crate::training::pool::ActionRange::Any,
         num_steps: settings.round_steps(),
         envs_per_worker: per_worker,
+        first_env: 0,
         obs_dim: spec.obs_dim,
         action_dim: spec.head.action_dim(),
         final_obs: spec.head.is_off_policy(),

@@ -140,10 +140,11 @@ impl Host for TerminalHost<'_> {
 }
 
 /// One rank of a data-parallel run: its place and the collectives it
-/// shares with the others.
+/// shares with the others (`Send`: with worker processes they run on the
+/// supervisor's relay thread, `processes::relay`).
 pub struct Ranks {
     pub place: DataParallel,
-    pub exchange: Box<dyn Exchange>,
+    pub exchange: Box<dyn Exchange + Send>,
 }
 
 /// Trains in this process with the settings, writing the run directory,

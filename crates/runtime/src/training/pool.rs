@@ -74,6 +74,9 @@ pub struct RolloutShape {
     pub actions: ActionRange,
     pub num_steps: usize,
     pub envs_per_worker: usize,
+    /// The global index of worker 0's first env (`rank * num_envs` in a
+    /// data-parallel run; episodes name their env globally).
+    pub first_env: usize,
     pub obs_dim: usize,
     pub action_dim: usize,
     /// Whether rollouts carry final observations (off-policy heads).
@@ -525,7 +528,7 @@ impl WorkerPool {
         slot.read(h, &mut self.scratch, part, &mut self.incoming_snapshot)
             .map_err(|e| e.to_string())?;
         s.actions.check(&part.actions, s.action_dim)?;
-        let first = (worker * s.envs_per_worker) as u32;
+        let first = (s.first_env + worker * s.envs_per_worker) as u32;
         let envs = first..first + s.envs_per_worker as u32;
         if let Some(e) = part.episodes.iter().find(|e| !envs.contains(&e.env)) {
             return Err(format!(

@@ -213,8 +213,14 @@ impl Supervisor<'_> {
             rejected_messages: report.map_or(0, |r| r.rejected_messages),
             policy_file: report.map(|r| r.policy_file.clone().into()),
             checkpoint: report.and_then(|r| r.checkpoint.clone().map(Into::into)),
-            update_s: None,
-            traffic: None,
+            update_s: report.map(|r| r.update_s),
+            traffic: report
+                .and_then(|r| r.exchange)
+                .map(|e| rl_algo::exchange::Traffic {
+                    calls: e.calls,
+                    seconds: e.seconds,
+                    bytes: e.bytes,
+                }),
         }
     }
 

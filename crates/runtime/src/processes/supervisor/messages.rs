@@ -70,13 +70,24 @@ impl Supervisor<'_> {
                     self.learner_report = Some(LearnerEnd::Finished(report));
                     if self.phase == Phase::Training {
                         self.set_phase(Phase::Finishing);
-                        self.ask_final_evaluation();
+                        match self.place.writes() {
+                            true => self.ask_final_evaluation(),
+                            // No evaluator on the other ranks: nothing
+                            // more to ask of the learner.
+                            false => self.send_to_learner(&SupervisorToLearner::Stop),
+                        }
                     } else {
                         self.send_to_learner(&SupervisorToLearner::Stop);
                     }
                 }
                 LearnerToSupervisor::Stopped(report) => {
                     self.learner_report = Some(LearnerEnd::Stopped(report));
+                    // A data-parallel learner stops when any rank's vote
+                    // says so, a stop asked of another rank included.
+                    if self.phase == Phase::Training {
+                        self.send_to_evaluator(&SupervisorToEvaluator::Stop);
+                        self.set_phase(Phase::Stopping);
+                    }
                     // Nothing more to ask of it: let it exit.
                     self.send_to_learner(&SupervisorToLearner::Stop);
                 }

@@ -15,6 +15,13 @@
 //! learner --ReplaceWorker{k, g}--> supervisor: kill g, start g + 1, WorkerJoined{k, g + 1}
 //! learner --Finished--> supervisor --Finish{v}--> evaluator --Done--> supervisor
 //! ```
+//!
+//! In a data-parallel run (`mpirun -np K`), every rank's `train` is such a
+//! supervisor, with its own learner and workers; rank 0 alone has an
+//! evaluator and writes the run directory. The supervisor is the MPI
+//! process: it runs its learner's collectives on a relay thread
+//! (`processes::relay`), and its learner stops only when an update's vote
+//! says so (every rank then stops at the same minibatch).
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -30,12 +37,15 @@ use rl_ipc::{Channel, ChannelError, WeightBlock};
 use crate::clock::unix_now;
 use crate::error::RuntimeError;
 use crate::processes::child::{ChildHandle, ExeSpawner, Spawn};
+use crate::processes::relay::Relay;
 use crate::report::{Ending, EvalResult, Observer, Progress, Requests, TrainSummary};
 use crate::settings::TrainSettings;
 use crate::spec::spec_for;
 use crate::storage::checkpoint::ResumeFrom;
 use crate::storage::run_dir::{train_csv_header, RunDir};
+use crate::training::in_process::Ranks;
 use crate::training::published::PublishedPolicy;
+use crate::training::trainer::DataParallel;
 
 mod deadlines;
 mod lifecycle;
@@ -108,6 +118,10 @@ impl Restartable {
 
 struct Supervisor<'a> {
     settings: &'a TrainSettings,
+    /// This rank of a data-parallel run (0 of 1 without MPI).
+    place: DataParallel,
+    /// The learner's end of its exchange channel, until it is started.
+    exchange_channel: Option<Channel>,
     run_dir: &'a RunDir,
     observer: &'a mut dyn Observer,
     spawner: &'a mut dyn Spawn,
@@ -157,6 +171,12 @@ impl LearnerEnd {
 /// Trains with separate learner, worker and evaluator processes (see the
 /// module documentation) until the step budget is spent or a stop is
 /// requested (the first stops in order, the second at once).
+///
+/// With `ranks`, this process is one rank of a data-parallel run: its
+/// workers step global envs `rank * E ..`, its learner exchanges with the
+/// other ranks at every minibatch through this process, and only rank 0
+/// evaluates and writes the run directory. On resume the other ranks'
+/// envs start new episodes.
 pub fn train_multi_process(
     registry: &Registry,
     settings: &TrainSettings,
@@ -164,8 +184,17 @@ pub fn train_multi_process(
     resume: Option<&ResumeFrom>,
     requests: &Requests,
     observer: &mut dyn Observer,
+    ranks: Option<Ranks>,
 ) -> Result<TrainSummary, RuntimeError> {
-    train_with_spawner(
+    let place = ranks.as_ref().map_or(DataParallel::ALONE, |r| r.place);
+    let (relay, exchange_channel) = match ranks {
+        Some(ranks) => {
+            let (relay, channel) = Relay::start(ranks.exchange)?;
+            (Some(relay), Some(channel))
+        }
+        None => (None, None),
+    };
+    let result = run_supervisor(
         registry,
         settings,
         run_dir,
@@ -173,7 +202,14 @@ pub fn train_multi_process(
         requests,
         observer,
         &mut ExeSpawner,
-    )
+        (place, exchange_channel),
+    );
+    // Every process is gone: the relay's channel is closed and it ends,
+    // unless the learner was killed inside a collective.
+    match relay.map(|r| r.finish(Duration::from_secs(5))) {
+        Some(Err(e)) if result.is_ok() => Err(e),
+        _ => result,
+    }
 }
 
 /// [`train_multi_process`] with its children started by `spawner` (the
@@ -187,6 +223,29 @@ pub fn train_with_spawner(
     observer: &mut dyn Observer,
     spawner: &mut dyn Spawn,
 ) -> Result<TrainSummary, RuntimeError> {
+    run_supervisor(
+        registry,
+        settings,
+        run_dir,
+        resume,
+        requests,
+        observer,
+        spawner,
+        (DataParallel::ALONE, None),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_supervisor(
+    registry: &Registry,
+    settings: &TrainSettings,
+    run_dir: &RunDir,
+    resume: Option<&ResumeFrom>,
+    requests: &Requests,
+    observer: &mut dyn Observer,
+    spawner: &mut dyn Spawn,
+    (place, exchange_channel): (DataParallel, Option<Channel>),
+) -> Result<TrainSummary, RuntimeError> {
     let spec = spec_for(registry, settings)?;
     let published = PublishedPolicy::new(&spec, settings.env.normalize_obs);
     // Every version for the workers; evaluation points for the evaluator.
@@ -194,14 +253,19 @@ pub fn train_with_spawner(
     let eval_block = published.create_block(spec.layout().total_len)?;
     let elapsed = match resume {
         None => {
-            run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
+            if place.writes() {
+                run_dir.create_csv_files(&train_csv_header(settings.stat_names()))?;
+            }
             0.0
         }
         Some(from) => from.checkpoint.elapsed_s,
     };
-    let num_updates = settings.num_updates();
+    let steps_per_update = settings.steps_per_update() * place.ranks as u64;
+    let num_updates = (settings.run.total_timesteps / steps_per_update.max(1)).max(1);
     let mut supervisor = Supervisor {
         settings,
+        place,
+        exchange_channel,
         run_dir,
         observer,
         spawner,
@@ -218,7 +282,8 @@ pub fn train_with_spawner(
         learner_heard: Instant::now(),
         workers: Vec::new(),
         evaluator: Restartable::new("evaluator".into(), None),
-        evaluator_done: false,
+        // Only rank 0 evaluates.
+        evaluator_done: !place.writes(),
         evaluating: None,
         finish_sent: None,
         total_restarts: 0,
@@ -227,7 +292,7 @@ pub fn train_with_spawner(
         progress: Progress {
             elapsed: Duration::ZERO,
             env_steps: 0,
-            total_env_steps: num_updates * settings.steps_per_update(),
+            total_env_steps: num_updates * steps_per_update,
             updates: 0,
             steps_per_s: 0.0,
             episode_return_mean: None,
@@ -240,29 +305,46 @@ pub fn train_with_spawner(
     let result = supervisor.run(requests);
     // Whatever happened, nothing we started outlives this call.
     supervisor.kill_and_reap_all();
-    supervisor.remove_temporary_files();
+    if place.writes() {
+        supervisor.remove_temporary_files();
+    }
     result
 }
 
 impl Supervisor<'_> {
     fn setup(&self, role: RoleSetup) -> Setup {
+        // The checkpoint holds rank 0's envs: the other ranks' workers
+        // start new episodes (their learner resumes like rank 0's).
+        let resume = match role {
+            RoleSetup::Worker { .. } if !self.place.writes() => None,
+            _ => self.resume.clone(),
+        };
         Setup {
             run_dir: self.run_dir.path().display().to_string(),
             settings_json: self.settings_json.clone(),
             start_unix_s: self.start_unix_s,
-            resume: self.resume.clone(),
+            resume,
             role,
         }
     }
 
     fn run(&mut self, requests: &Requests) -> Result<TrainSummary, RuntimeError> {
         let run_dir = self.run_dir.path().to_path_buf();
-        let learner = self.spawner.spawn(
-            "learner",
-            &run_dir,
-            &self.setup(RoleSetup::Learner),
-            &[self.block.fd(), self.eval_block.fd()],
-        )?;
+        let role = RoleSetup::Learner {
+            rank: self.place.rank as u32,
+            ranks: self.place.ranks as u32,
+        };
+        let mut fds = vec![self.block.fd(), self.eval_block.fd()];
+        if let Some(channel) = &self.exchange_channel {
+            fds.push(channel.as_fd());
+        }
+        let learner = self
+            .spawner
+            .spawn("learner", &run_dir, &self.setup(role), &fds)?;
+        drop(fds);
+        // The learner holds its end now: once it exits, the relay sees the
+        // channel close.
+        self.exchange_channel = None;
         self.learner = Some(learner);
         // Every process starts at once (each loads the executable and its
         // libraries): the workers' channels wait in the learner's control
@@ -272,7 +354,9 @@ impl Supervisor<'_> {
             self.workers
                 .push(Restartable::new(format!("worker {k}"), Some(handle)));
         }
-        self.evaluator.handle = Some(self.spawn_evaluator(0)?);
+        if self.place.writes() {
+            self.evaluator.handle = Some(self.spawn_evaluator(0)?);
+        }
         if let Some(summary) = self.wait_for_learner(requests)? {
             return Ok(summary);
         }
@@ -331,10 +415,11 @@ impl Supervisor<'_> {
     fn spawn_worker(&mut self, worker: u32, generation: u32) -> Result<ChildHandle, RuntimeError> {
         let per_worker = self.settings.envs_per_worker();
         let (learner_end, worker_end) = Channel::pair()?;
+        let rank_envs = self.place.rank * self.settings.env.num_envs;
         let role = RoleSetup::Worker {
             worker,
             generation,
-            first_env_index: (worker as usize * per_worker) as u64,
+            first_env_index: (rank_envs + worker as usize * per_worker) as u64,
             num_envs: per_worker as u32,
             seed: replacement_seed(self.settings.run.seed, generation),
         };
