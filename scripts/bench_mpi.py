@@ -3,10 +3,12 @@
 on stderr. Needs OpenMPI (`scripts/setup --mpi`) and a train built with MPI
 support (`scripts/bench mpi` builds it):
 
-    python3 scripts/bench_mpi.py [--ranks 1,2,3] [--updates 100] [--train PATH]
+    python3 scripts/bench_mpi.py [--ranks 1,2,3] [--updates 100] [--workers 0] [--train PATH]
 
 For each K: `mpirun -np K train --config configs/ppo.toml --set
-run.num_workers=0` for the same number of updates per rank (total steps =
+run.num_workers=W` (W = --workers: 0 steps the envs in each rank's learner;
+W >= 1 gives each rank W worker processes, and its learner's collectives
+go through its supervisor) for the same number of updates per rank (total steps =
 updates * K * 256), then one "mpi-ranks" line: global env steps/s (the last
 train.csv row's steps_per_s), the learner's milliseconds per update, the
 part in collectives, collectives and bytes sent per update (rank 0's "mpi:"
@@ -46,14 +48,19 @@ def emit(record):
     print(json.dumps(record), flush=True)
 
 
-def run(train, ranks, updates, root):
-    run_dir = Path(root) / f"k{ranks}"
+def run(train, ranks, updates, workers, root):
+    run_dir = Path(root) / f"k{ranks}-w{workers}"
     total = updates * ranks * STEPS_PER_RANK_UPDATE
     cmd = ["mpirun", "--oversubscribe", "-np", str(ranks)]
     if os.geteuid() == 0:
         cmd.insert(1, "--allow-run-as-root")
+    if workers > 0:
+        # mpirun binds a rank to one core by default; its workers are its
+        # children and would share that core.
+        cmd.insert(1, "--bind-to")
+        cmd.insert(2, "none")
     cmd += [str(train), "--config", str(ROOT / "configs" / "ppo.toml"), "--run-dir", str(run_dir),
-            "--set", "run.num_workers=0", "--set", f"run.total_timesteps={total}",
+            "--set", f"run.num_workers={workers}", "--set", f"run.total_timesteps={total}",
             "--set", f"eval.interval_steps={total}"]
     log(" ".join(cmd))
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -68,6 +75,7 @@ def run(train, ranks, updates, root):
     return {
         "bench": "mpi-ranks",
         "ranks": ranks,
+        "workers_per_rank": workers,
         "updates": int(done),
         "env_steps": int(rows[-1]["env_steps"]),
         "env_steps_per_s": float(rows[-1]["steps_per_s"]),
@@ -107,13 +115,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ranks", default="1,2,3")
     parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--train", default=str(ROOT / "target" / "release" / "train"))
     args = parser.parse_args()
     ranks = [int(k) for k in args.ranks.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-mpi-") as root:
         for k in ranks:
-            results.append(run(args.train, k, args.updates, root))
+            results.append(run(args.train, k, args.updates, args.workers, root))
             emit(results[-1])
     one = next((r for r in results if r["ranks"] == 1), None)
     if one is not None:

@@ -26,6 +26,37 @@ pub fn check(settings: &TrainSettings, ranks: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A warning when this rank may use fewer cores than its processes need:
+/// `mpirun` binds each rank to one core by default (with two ranks or
+/// fewer per node), and a rank's learner and workers are its children, so
+/// they would all share that core.
+pub fn binding_note(settings: &TrainSettings) -> Option<String> {
+    let processes = settings.run.num_workers + 1;
+    if processes <= 1 {
+        return None;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    let cores = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        libc::CPU_COUNT(&set) as usize
+    };
+    // The machine's cores (available_parallelism would count the
+    // affinity's).
+    // SAFETY: sysconf has no preconditions.
+    let online = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1);
+    (cores < processes.min(online)).then(|| {
+        format!(
+            "warning: this rank may run on {cores} core{} (its CPU affinity, set by the launcher: mpirun binds each rank to one core by default), shared by its learner and {} worker processes; give each rank more (mpirun --bind-to none, or --map-by slot:PE=N; srun --cpus-per-task N)",
+            if cores == 1 { "" } else { "s" },
+            settings.run.num_workers
+        )
+    })
+}
+
 /// What rank 0 tells the other ranks before anyone trains: the config it
 /// resolved (its `--set` and `--seed` applied, or the run's own on
 /// resume) and the checkpoint it resumes from. The other ranks read that

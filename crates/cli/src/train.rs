@@ -332,6 +332,11 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
         });
         r.ranks
     });
+    if ranks.is_some() {
+        if let Some(note) = crate::ranks::binding_note(&loaded.settings) {
+            errln!("train: {note}");
+        }
+    }
     // One rank alone trains any algorithm (the off-policy ones do not
     // exchange, and need not: there is nobody to exchange with).
     let ranks = ranks.filter(|r| r.place.ranks > 1 || loaded.settings.off_policy().is_none());

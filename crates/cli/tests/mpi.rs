@@ -200,6 +200,14 @@ fn worker_processes_in_each_rank_train_as_one_process_per_rank_does() {
     );
     let rows = |dir: &Path| deterministic_columns(&csv_rows(&dir.join("train.csv")));
     assert_eq!(rows(&a), rows(&b), "train.csv but its timing columns");
+    // Rank 0's evaluator process evaluates the final version at the run's
+    // global env steps with the same returns as the in-process evaluation
+    // (earlier points it may skip when training outpaces it).
+    let last_eval = |dir: &Path| -> Vec<String> {
+        csv_rows(&dir.join("eval.csv")).pop().unwrap()[1..].to_vec()
+    };
+    assert_eq!(last_eval(&a), last_eval(&b), "eval.csv's last row");
+    assert_eq!(last_eval(&a)[0], "16384");
 }
 
 #[test]

@@ -51,8 +51,8 @@ pub struct Setup {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoleSetup {
     /// Rank `rank` of `ranks` data-parallel learners (0 of 1 without MPI);
-    /// with more than one, its exchange channel to the supervisor (the MPI
-    /// process) is attached after the evaluation block.
+    /// under an MPI launcher its exchange channel to the supervisor (the
+    /// MPI process) is attached after the evaluation block.
     Learner { rank: u32, ranks: u32 },
     Worker {
         worker: u32,
@@ -66,7 +66,17 @@ pub enum RoleSetup {
     },
     /// An evaluator learns what earlier evaluator processes did from
     /// `eval.csv` itself.
-    Evaluator { generation: u32 },
+    Evaluator {
+        generation: u32,
+        /// Data-parallel ranks (1 without MPI): an update is this many
+        /// ranks' rounds of env steps.
+        #[serde(default = "one")]
+        ranks: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Supervisor -> learner.

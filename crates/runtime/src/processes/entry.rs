@@ -143,6 +143,6 @@ fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
                 },
             )
         }
-        RoleSetup::Evaluator { .. } => run_evaluator(registry, context),
+        RoleSetup::Evaluator { ranks, .. } => run_evaluator(registry, context, ranks),
     }
 }

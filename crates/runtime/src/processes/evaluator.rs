@@ -27,8 +27,13 @@ use crate::training::published::PublishedPolicy;
 /// How often the block is checked for new weights.
 const POLL: Duration = Duration::from_millis(20);
 
-pub fn run_evaluator(registry: &Registry, context: ChildContext) -> Result<(), RuntimeError> {
-    let result = run(registry, &context);
+/// `ranks`: the data-parallel ranks whose rounds make one update.
+pub fn run_evaluator(
+    registry: &Registry,
+    context: ChildContext,
+    ranks: u32,
+) -> Result<(), RuntimeError> {
+    let result = run(registry, &context, u64::from(ranks.max(1)));
     report_failure(&context.control, result, |message| {
         EvaluatorToSupervisor::Failed { message }
     })
@@ -46,7 +51,7 @@ fn last_evaluated(run_dir: &RunDir) -> Option<u64> {
         .max()
 }
 
-fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> {
+fn run(registry: &Registry, context: &ChildContext, ranks: u64) -> Result<(), RuntimeError> {
     let settings = &context.settings;
     let control = &context.control;
     let run_dir = RunDir::existing(&context.run_dir)?;
@@ -66,7 +71,7 @@ fn run(registry: &Registry, context: &ChildContext) -> Result<(), RuntimeError> 
         &settings.env,
         context.start_unix_s,
     )?;
-    let steps_per_update = settings.steps_per_update();
+    let steps_per_update = settings.steps_per_update() * ranks;
     let mut last_evaluated = last_evaluated(&run_dir);
     send_json(control, &EvaluatorToSupervisor::Ready, &[])?;
 

@@ -276,17 +276,25 @@ fn learn(
         .map(WeightBlock::open)
         .transpose()?
         .ok_or_else(|| RuntimeError::Setup("the setup carried no evaluation block".into()))?;
-    let exchange = match place.ranks {
-        1 => None,
-        _ => Some(RelayExchange::new(
-            place.rank,
-            place.ranks,
-            extra.next().map(Channel::from_fd).ok_or_else(|| {
-                RuntimeError::Setup("the setup carried no exchange channel".into())
-            })?,
-            &context.control,
-        )?),
-    };
+    // Under an MPI launcher (one rank included, which then exchanges with
+    // itself, as the in-process rank does), the exchange channel.
+    let exchange = extra
+        .next()
+        .map(|fd| {
+            RelayExchange::new(
+                place.rank,
+                place.ranks,
+                Channel::from_fd(fd),
+                &context.control,
+            )
+        })
+        .transpose()?;
+    if place.ranks > 1 && exchange.is_none() {
+        return Err(RuntimeError::Setup(
+            "the setup carried no exchange channel".into(),
+        ));
+    }
+    let data_parallel = exchange.is_some();
     // The weight block is this process's to write; the others only read it.
     let block = context
         .block
@@ -347,7 +355,7 @@ fn learn(
         published,
         buf: Vec::new(),
         last_heartbeat: Cell::new(Instant::now()),
-        data_parallel: place.ranks > 1,
+        data_parallel,
         stop_requested: false,
     };
     host.send(&LearnerToSupervisor::Ready)?;

@@ -443,7 +443,10 @@ impl Supervisor<'_> {
     }
 
     fn spawn_evaluator(&mut self, generation: u32) -> Result<ChildHandle, RuntimeError> {
-        let role = RoleSetup::Evaluator { generation };
+        let role = RoleSetup::Evaluator {
+            generation,
+            ranks: self.place.ranks as u32,
+        };
         self.spawner.spawn(
             "evaluator",
             self.run_dir.path(),
