@@ -115,6 +115,36 @@ pub fn average_gradient(
     Ok(())
 }
 
+/// A minibatch's one collective: every rank's [`Votes`], sent as two more
+/// floats after the gradient (0 or 1 each, so their sum is exact in
+/// float32), and the gradient's mean over ranks, in place. When a rank
+/// votes to stop or went non-finite the gradient is not to be used (it
+/// is left as summed). `scratch` is reused between calls.
+pub fn average_gradient_and_vote(
+    exchange: &mut dyn Exchange,
+    grad: &mut [f32],
+    votes: Votes,
+    scratch: &mut Vec<f32>,
+) -> Result<Votes, ExchangeError> {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let n = grad.len();
+    scratch.clear();
+    scratch.extend_from_slice(grad);
+    scratch.push(flag(votes.stop));
+    scratch.push(flag(votes.bad));
+    exchange.sum_f32(scratch)?;
+    let votes = Votes {
+        stop: scratch[n] > 0.0,
+        bad: scratch[n + 1] > 0.0,
+    };
+    grad.copy_from_slice(&scratch[..n]);
+    let ranks = exchange.ranks() as f32;
+    if ranks != 1.0 {
+        grad.iter_mut().for_each(|g| *g /= ranks);
+    }
+    Ok(votes)
+}
+
 /// Folds every rank's batch of observations (`rows`, `[n, dim]`) into
 /// `stats`, in rank order: each rank's batch moments are gathered and
 /// merged one after the other, as [`RunningMeanStd::update`] merges one
@@ -177,14 +207,21 @@ pub fn checksum(values: &[f32]) -> u64 {
     h
 }
 
-/// Compares the checksum of `weights` across ranks: an error naming the
-/// ranks that differ from rank 0, after update `update`.
+/// After an update, one collective: every rank says whether its state
+/// went non-finite (`bad`; the answer is whether any rank's did) and,
+/// when none did, the checksums of `weights` are compared: an error
+/// naming the ranks that differ from rank 0, after update `update`.
 pub fn check_identical(
     exchange: &mut dyn Exchange,
     weights: &[f32],
     update: u64,
-) -> Result<(), ExchangeError> {
-    let all = exchange.gather_u64(&[checksum(weights)])?;
+    bad: bool,
+) -> Result<bool, ExchangeError> {
+    let pairs = exchange.gather_u64(&[checksum(weights), u64::from(bad)])?;
+    if pairs.chunks_exact(2).any(|p| p[1] != 0) {
+        return Ok(true);
+    }
+    let all: Vec<u64> = pairs.chunks_exact(2).map(|p| p[0]).collect();
     let differ: Vec<String> = all
         .iter()
         .enumerate()
@@ -192,7 +229,7 @@ pub fn check_identical(
         .map(|(r, c)| format!("rank {r} ({c:016x})"))
         .collect();
     if differ.is_empty() {
-        Ok(())
+        Ok(false)
     } else {
         Err(ExchangeError(format!(
             "the ranks' weights differ after update {update}: rank 0 has checksum {:016x}, {}; data-parallel learners must hold identical weights (every rank must run the same binary, config and seed)",
@@ -283,6 +320,14 @@ mod tests {
         let before = grad.clone();
         average_gradient(&mut SingleRank, &mut grad).unwrap();
         assert_eq!(grad, before);
+        let votes = average_gradient_and_vote(
+            &mut SingleRank,
+            &mut grad,
+            Votes::default(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!((grad, votes), (before, Votes::default()));
         let mut terms = [0.1, 1e300, -7.0 / 3.0];
         let votes = vote_and_average(&mut SingleRank, Votes::default(), &mut terms).unwrap();
         assert_eq!(votes, Votes::default());
@@ -320,6 +365,17 @@ mod tests {
         let mut grad = vec![1.0_f32, 2.0];
         average_gradient(&mut ex, &mut grad).unwrap();
         assert_eq!(grad, vec![2.0, 0.0]);
+        // The gradient with the votes after it: rank 1 went non-finite.
+        let mut ex = Fixed {
+            rank: 0,
+            all: vec![vec![1.0, 2.0, 0.0, 0.0], vec![3.0, -2.0, 0.0, 1.0]],
+        };
+        let mut grad = vec![1.0_f32, 2.0];
+        let votes =
+            average_gradient_and_vote(&mut ex, &mut grad, Votes::default(), &mut Vec::new())
+                .unwrap();
+        assert_eq!(grad, vec![2.0, 0.0]);
+        assert!(!votes.stop && votes.bad);
         // Votes (stop, bad) then one value: rank 1 votes to stop.
         let mut ex = Fixed {
             rank: 0,
@@ -362,15 +418,20 @@ mod tests {
                 Ok(v.to_vec())
             }
             fn gather_u64(&mut self, v: &[u64]) -> Result<Vec<u64>, ExchangeError> {
-                Ok(vec![v[0], v[0] ^ 1])
+                Ok(vec![v[0], v[1], v[0] ^ 1, 0])
             }
         }
-        let err = check_identical(&mut Two, &[1.0, 2.0], 7).unwrap_err();
+        let err = check_identical(&mut Two, &[1.0, 2.0], 7, false).unwrap_err();
         assert!(
             err.0.contains("after update 7") && err.0.contains("rank 1"),
             "{err}"
         );
-        assert!(check_identical(&mut SingleRank, &[1.0], 1).is_ok());
+        // A rank whose state went non-finite: said, checksums not compared.
+        assert_eq!(check_identical(&mut Two, &[1.0, 2.0], 7, true), Ok(true));
+        assert_eq!(
+            check_identical(&mut SingleRank, &[1.0], 1, false),
+            Ok(false)
+        );
         assert_ne!(checksum(&[1.0, 2.0]), checksum(&[2.0, 1.0]));
     }
 }

@@ -18,6 +18,7 @@ use rl_policy::{ActionHead, Activation, Policy, PolicySpec, RolloutCollector};
 
 const ENVS: usize = 2;
 const UPDATES: u64 = 3;
+const TARGET_KL: f64 = 1e-7;
 
 fn spec() -> (PolicySpec, PpoConfig) {
     let spec = PolicySpec {
@@ -31,6 +32,9 @@ fn spec() -> (PolicySpec, PpoConfig) {
         num_steps: 32,
         num_minibatches: 4,
         update_epochs: 2,
+        // Small enough to end some updates after their first epoch: the
+        // ranks' mean approx_kl decides, on every rank alike.
+        target_kl: Some(TARGET_KL),
         ..PpoConfig::default()
     };
     (spec, config)
@@ -45,7 +49,8 @@ fn run(ranks: usize, normalise: bool) -> RunSpec {
 }
 
 /// Trains rank `rank` (envs from global index `first_env`) for `UPDATES`
-/// updates; returns the weights after each update.
+/// updates; returns the weights after each update (and, last, the epochs
+/// each update ran, as two floats per update in one more entry).
 fn train(
     backend: Backend,
     exchange: Option<Box<dyn Exchange>>,
@@ -71,14 +76,17 @@ fn train(
     let mut collector =
         RolloutCollector::new(envs, Policy::new(spec).unwrap(), 11, first_env as u64).unwrap();
     let mut after = Vec::new();
+    let mut epochs = Vec::new();
     for _ in 0..UPDATES {
         collector
             .set_policy(&learner.policy_weights(), learner.obs_norm.clone())
             .unwrap();
         let rollout = collector.collect(config.num_steps).unwrap();
-        learner.update(&rollout, &|| false).unwrap();
+        let stats = learner.update(&rollout, &|| false).unwrap();
+        epochs.push(stats.epochs as f32);
         after.push(learner.policy_weights().into_owned());
     }
+    after.push(epochs);
     after
 }
 
@@ -162,6 +170,10 @@ fn one_rank_is_bit_identical_to_no_exchange() {
         let plain = train(backend, None, 1, 0, true);
         let one = train(backend, Some(Box::new(SingleRank)), 1, 0, true);
         assert_eq!(plain, one, "{backend:?}");
+        // target_kl ended an update early (its check ran on exchanged
+        // terms): the path is exercised.
+        let epochs = plain.last().unwrap();
+        assert!(epochs.contains(&1.0), "{backend:?}: epochs {epochs:?}");
     }
 }
 

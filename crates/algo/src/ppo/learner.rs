@@ -13,8 +13,8 @@ use crate::engine::gradient::{Backend, Batch, GradientEngine, LossTerms, Optimiz
 use crate::engine::host::HostEngine;
 use crate::engine::libtorch::TorchEngine;
 use crate::exchange::{
-    average_gradient, check_identical, gather_rows, merge_moments, vote_and_average, Exchange,
-    ExchangeError, Traffic, Votes,
+    average_gradient_and_vote, check_identical, gather_rows, merge_moments, vote_and_average,
+    Exchange, ExchangeError, Traffic, Votes,
 };
 use crate::gae::gae;
 use crate::ppo::batch::{explained_variance, shuffle};
@@ -338,6 +338,10 @@ impl PpoLearner {
         // CleanRL logs the last minibatch's statistics; these are the means
         // over every minibatch of the update (SB3).
         let mut sums = LossTerms::default();
+        // Data-parallel: this rank's terms not yet averaged over ranks, and
+        // the gradient exchange's buffer.
+        let mut pending: Vec<f64> = Vec::new();
+        let mut scratch: Vec<f32> = Vec::new();
         let mut minibatches = 0usize;
         let mut epochs = 0;
         for epoch in 1..=cfg.update_epochs {
@@ -364,6 +368,7 @@ impl PpoLearner {
                             terms,
                             abandon(),
                             cfg.max_grad_norm,
+                            &mut scratch,
                         )
                         .map_err(UpdateError::Exchange)?
                         .ok_or(UpdateError::Abandoned)?
@@ -385,14 +390,31 @@ impl PpoLearner {
                     return Err(self.diverged(stage, quantity, value, rollout));
                 }
                 self.engine.step(lr);
-                sums.policy_loss += terms.policy_loss;
-                sums.value_loss += terms.value_loss;
-                sums.entropy += terms.entropy;
-                sums.approx_kl += terms.approx_kl;
-                sums.old_approx_kl += terms.old_approx_kl;
-                sums.clip_frac += terms.clip_frac;
+                match &self.exchange {
+                    None => sums.add(&terms),
+                    // Averaged over ranks later, in one collective.
+                    Some(_) => pending.extend_from_slice(&terms.logged()),
+                }
                 minibatches += 1;
                 approx_kl = terms.approx_kl;
+            }
+            // Data-parallel: the ranks' mean terms of the minibatches so far
+            // (each epoch's when `target_kl` needs its last approx_kl, else
+            // once after the last epoch).
+            let last_epoch = epoch == cfg.update_epochs;
+            if let Some(x) = self
+                .exchange
+                .as_mut()
+                .filter(|_| cfg.target_kl.is_some() || last_epoch)
+            {
+                vote_and_average(x.as_mut(), Votes::default(), &mut pending)
+                    .map_err(UpdateError::Exchange)?;
+                for mean in pending.chunks_exact(LOGGED_TERMS) {
+                    let terms = LossTerms::from_logged(mean);
+                    sums.add(&terms);
+                    approx_kl = terms.approx_kl;
+                }
+                pending.clear();
             }
             if cfg.target_kl.is_some_and(|kl| approx_kl > kl) {
                 break;
@@ -405,24 +427,23 @@ impl PpoLearner {
             .or_else(|| self.non_finite_statistics())
             .or_else(|| self.non_finite_policy(rollout));
         if let Some(x) = &mut self.exchange {
-            // Every rank diverges with any one of them.
-            let votes = Votes {
-                stop: false,
-                bad: failure.is_some(),
-            };
-            let any =
-                vote_and_average(x.as_mut(), votes, &mut []).map_err(UpdateError::Exchange)?;
-            if any.bad && failure.is_none() {
+            // One collective: every rank diverges with any one of them,
+            // and otherwise their weights must be identical.
+            let weights = self.engine.weights();
+            let any_bad = check_identical(
+                x.as_mut(),
+                &weights,
+                self.updates_done + 1,
+                failure.is_some(),
+            )
+            .map_err(UpdateError::Exchange)?;
+            if any_bad && failure.is_none() {
                 let quantity = "another rank's weights, moments or statistics";
                 return Err(self.diverged(Stage::AfterMinibatches, quantity, f64::NAN, rollout));
             }
         }
         if let Some((quantity, value)) = failure {
             return Err(self.diverged(Stage::AfterMinibatches, quantity, value, rollout));
-        }
-        if let Some(x) = &mut self.exchange {
-            check_identical(x.as_mut(), &self.engine.weights(), self.updates_done + 1)
-                .map_err(UpdateError::Exchange)?;
         }
         self.updates_done += 1;
         let n = minibatches.max(1) as f64;
@@ -441,43 +462,32 @@ impl PpoLearner {
     }
 }
 
-/// One minibatch's exchange: the ranks' votes and mean loss terms, then
-/// (unless a rank stops or went non-finite) their mean gradient, clipped.
-/// `None` when a rank asked to stop.
+/// One minibatch's exchange, one collective: the ranks' votes with their
+/// gradients, then (unless a rank stops or went non-finite) the mean
+/// gradient, clipped. The loss terms are this rank's (averaged over ranks
+/// later, for the statistics and `target_kl`). `None` when a rank asked to
+/// stop.
 fn exchange_minibatch(
     x: &mut dyn Exchange,
     engine: &mut dyn GradientEngine,
     terms: LossTerms,
     stop: bool,
     max_grad_norm: f64,
+    scratch: &mut Vec<f32>,
 ) -> Result<Option<(LossTerms, f64)>, ExchangeError> {
-    let mut values = [
-        terms.loss,
-        terms.policy_loss,
-        terms.value_loss,
-        terms.entropy,
-        terms.approx_kl,
-        terms.old_approx_kl,
-        terms.clip_frac,
-    ];
-    let bad = values.iter().any(|v| !v.is_finite());
-    let votes = vote_and_average(x, Votes { stop, bad }, &mut values)?;
+    let bad = !terms.loss.is_finite() || terms.logged().iter().any(|v| !v.is_finite());
+    let mut votes = Votes::default();
+    engine.exchange_gradient(&mut |grad| {
+        votes = average_gradient_and_vote(x, grad, Votes { stop, bad }, scratch)?;
+        Ok(false)
+    })?;
     if votes.stop {
         return Ok(None);
     }
-    let [loss, policy_loss, value_loss, entropy, approx_kl, old_approx_kl, clip_frac] = values;
-    let terms = LossTerms {
-        loss,
-        policy_loss,
-        value_loss,
-        entropy,
-        approx_kl,
-        old_approx_kl,
-        clip_frac,
-    };
     if votes.bad {
         // Some rank's loss is non-finite: every rank stops at this
-        // minibatch, before any step (the mean terms say so).
+        // minibatch, before any step (a finite loss here is marked, so
+        // that the divergence is reported at this minibatch).
         let terms = if terms.loss.is_finite() {
             LossTerms {
                 loss: f64::NAN,
@@ -488,7 +498,6 @@ fn exchange_minibatch(
         };
         return Ok(Some((terms, f64::NAN)));
     }
-    engine.exchange_gradient(&mut |grad| average_gradient(x, grad).map(|()| false))?;
     Ok(Some((terms, engine.clip_gradient(max_grad_norm))))
 }
 
@@ -626,5 +635,44 @@ impl Algorithm for PpoLearner {
 
     fn restore(&mut self, state: &LearnerState) -> Result<(), String> {
         PpoLearner::restore(self, state)
+    }
+}
+
+/// The loss terms `train.csv` logs, in this order.
+const LOGGED_TERMS: usize = 6;
+
+impl LossTerms {
+    /// Adds a minibatch's logged terms to these sums.
+    fn add(&mut self, terms: &LossTerms) {
+        self.policy_loss += terms.policy_loss;
+        self.value_loss += terms.value_loss;
+        self.entropy += terms.entropy;
+        self.approx_kl += terms.approx_kl;
+        self.old_approx_kl += terms.old_approx_kl;
+        self.clip_frac += terms.clip_frac;
+    }
+
+    fn logged(&self) -> [f64; LOGGED_TERMS] {
+        [
+            self.policy_loss,
+            self.value_loss,
+            self.entropy,
+            self.approx_kl,
+            self.old_approx_kl,
+            self.clip_frac,
+        ]
+    }
+
+    fn from_logged(values: &[f64]) -> LossTerms {
+        let at = |i: usize| values.get(i).copied().unwrap_or(f64::NAN);
+        LossTerms {
+            loss: 0.0,
+            policy_loss: at(0),
+            value_loss: at(1),
+            entropy: at(2),
+            approx_kl: at(3),
+            old_approx_kl: at(4),
+            clip_frac: at(5),
+        }
     }
 }
