@@ -8,10 +8,13 @@
 //! [`Exchange`] is the interface (the MPI implementation lives in crate
 //! `rl-mpi`, behind the `mpi` feature of `rl-cli`); the functions here are
 //! what an algorithm does with it, written once for every algorithm:
-//! [`average_gradient`] (with the ranks' vote on stopping),
-//! [`merge_moments`] (observation statistics), [`gather_rows`] (reward
-//! scaling over every rank's envs) and [`check_identical`] (the weights'
-//! checksum, compared at every update).
+//! [`average_gradient_and_vote`] (a minibatch's one collective: the mean
+//! gradient and the ranks' votes to stop or that they went non-finite),
+//! [`vote_and_average`] (means of float64 terms), [`merge_moments`]
+//! (observation statistics), [`gather_rows`] (reward scaling over every
+//! rank's envs) and [`check_identical`] (the weights' checksum, compared
+//! at every update, with the ranks' votes that their state went
+//! non-finite).
 //!
 //! With one rank every function leaves its input as it is (a sum over one
 //! rank is the value, a division by 1 is exact), so K = 1 under `mpirun`
