@@ -57,16 +57,32 @@ pub fn cuda_available() -> bool {
 
 /// The device for a choice.
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
+    resolve_device_for(choice, 0)
+}
+
+/// The device for a choice, for the `local_rank`-th learner on this host
+/// (data-parallel ranks): CUDA device `local_rank % GPUs`, so that the
+/// ranks of one node spread over its GPUs (and share them round-robin
+/// when there are more ranks than GPUs).
+pub fn resolve_device_for(choice: DeviceChoice, local_rank: usize) -> Result<Device, DeviceError> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Cuda => match cuda_devices() {
-            Ok(n) if n > 0 => Ok(Device::Cuda(0)),
+            Ok(n) if n > 0 => Ok(Device::Cuda(cuda_index(local_rank, n))),
             Ok(_) => Err(DeviceError::CudaUnavailable),
             Err(e) => Err(DeviceError::NoEngine(e)),
         },
-        DeviceChoice::Auto if cuda_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Auto if cuda_available() => Ok(Device::Cuda(cuda_index(
+            local_rank,
+            cuda_devices().unwrap_or(1),
+        ))),
         DeviceChoice::Auto => Ok(Device::Cpu),
     }
+}
+
+/// Which of `gpus` devices the `local_rank`-th learner of a host takes.
+pub fn cuda_index(local_rank: usize, gpus: usize) -> usize {
+    local_rank % gpus.max(1)
 }
 
 /// Sets libtorch's intra-op thread count for this process, when it uses
@@ -74,4 +90,19 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
 /// networks (see DESIGN.md).
 pub fn set_torch_threads(threads: usize) {
     crate::engine::libtorch::set_threads(threads);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ranks_of_a_host_spread_over_its_gpus() {
+        assert_eq!(
+            (0..6).map(|r| cuda_index(r, 4)).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 0, 1]
+        );
+        assert_eq!(cuda_index(3, 1), 0);
+        assert_eq!(cuda_index(3, 0), 0);
+    }
 }

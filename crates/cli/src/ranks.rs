@@ -107,6 +107,7 @@ pub fn run_ranked(
     let place = DataParallel {
         rank: mpi.rank(),
         ranks: mpi.size(),
+        local_rank: launch.local_rank,
     };
     if place.ranks != launch.size {
         errln!(

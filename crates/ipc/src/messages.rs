@@ -53,7 +53,13 @@ pub enum RoleSetup {
     /// Rank `rank` of `ranks` data-parallel learners (0 of 1 without MPI);
     /// under an MPI launcher its exchange channel to the supervisor (the
     /// MPI process) is attached after the evaluation block.
-    Learner { rank: u32, ranks: u32 },
+    Learner {
+        rank: u32,
+        ranks: u32,
+        /// Its rank among those on this host (which GPU it takes).
+        #[serde(default)]
+        local_rank: u32,
+    },
     Worker {
         worker: u32,
         /// 0 for the first process of this worker, +1 per replacement.

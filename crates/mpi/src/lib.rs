@@ -24,6 +24,10 @@ pub use world::{Mpi, MpiExchange};
 pub struct Launch {
     pub rank: usize,
     pub size: usize,
+    /// The rank among the ranks on this host (`OMPI_COMM_WORLD_LOCAL_RANK`,
+    /// `MPI_LOCALRANKID`, `SLURM_LOCALID`; 0 when the launcher does not
+    /// say): which of the host's GPUs this rank takes.
+    pub local_rank: usize,
     /// The environment variable the size was read from.
     pub from: &'static str,
 }
@@ -49,6 +53,14 @@ pub fn launcher_in(var: impl Fn(&str) -> Option<String>) -> Option<Launch> {
         Some(Launch {
             size: number(size)?,
             rank: number(rank).unwrap_or(0),
+            local_rank: [
+                "OMPI_COMM_WORLD_LOCAL_RANK",
+                "MPI_LOCALRANKID",
+                "SLURM_LOCALID",
+            ]
+            .into_iter()
+            .find_map(number)
+            .unwrap_or(0),
             from: size,
         })
     })
@@ -72,12 +84,14 @@ mod tests {
         let open = launcher_in(env(&[
             ("OMPI_COMM_WORLD_SIZE", "3"),
             ("OMPI_COMM_WORLD_RANK", "2"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
         ]));
         assert_eq!(
             open,
             Some(Launch {
                 rank: 2,
                 size: 3,
+                local_rank: 1,
                 from: "OMPI_COMM_WORLD_SIZE"
             })
         );
@@ -88,9 +102,14 @@ mod tests {
             launcher_in(env(&[("SLURM_NTASKS", "4"), ("SLURM_PROCID", "0")])),
             None
         );
-        let srun =
-            launcher_in(env(&[("SLURM_STEP_NUM_TASKS", "4"), ("SLURM_PROCID", "3")])).unwrap();
-        assert_eq!((srun.rank, srun.size), (3, 4));
+        let srun = launcher_in(env(&[
+            ("SLURM_STEP_NUM_TASKS", "4"),
+            ("SLURM_PROCID", "3"),
+            ("SLURM_LOCALID", "1"),
+        ]))
+        .unwrap();
+        assert_eq!((srun.rank, srun.size, srun.local_rank), (3, 4, 1));
+        assert_eq!(hydra.local_rank, 0);
         assert_eq!(launcher_in(env(&[("PMI_SIZE", "many")])), None);
     }
 }

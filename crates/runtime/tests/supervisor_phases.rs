@@ -264,7 +264,11 @@ fn learner_ready(s: &Supervised) -> Arc<Played> {
     let learner = s.children.get("learner", 0);
     assert!(matches!(
         learner.setup.role,
-        rl_ipc::messages::RoleSetup::Learner { rank: 0, ranks: 1 }
+        rl_ipc::messages::RoleSetup::Learner {
+            rank: 0,
+            ranks: 1,
+            local_rank: 0
+        }
     ));
     for k in 0..2 {
         let joined: SupervisorToLearner = learner.heard();

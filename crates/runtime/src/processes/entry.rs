@@ -114,12 +114,17 @@ fn run_role(registry: &Registry, args: &ChildArgs) -> Result<(), RuntimeError> {
         resume: setup.resume.clone(),
     };
     match setup.role {
-        RoleSetup::Learner { rank, ranks } => run_learner(
+        RoleSetup::Learner {
+            rank,
+            ranks,
+            local_rank,
+        } => run_learner(
             registry,
             context,
             DataParallel {
                 rank: rank as usize,
                 ranks: ranks.max(1) as usize,
+                local_rank: local_rank as usize,
             },
         ),
         RoleSetup::Worker {

@@ -334,7 +334,7 @@ fn learn(
         }
         None => None,
     };
-    let mut algorithm = new_algorithm(&settings, &spec, &action_space)?;
+    let mut algorithm = new_algorithm(&settings, &spec, &action_space, place.local_rank)?;
     if let Some(exchange) = exchange {
         algorithm
             .set_exchange(Box::new(exchange))

@@ -2,7 +2,7 @@
 //! device`, `[run] learner` and `[run] torch_threads` are read.
 
 use rl_algo::algorithm::{Algorithm, RunSpec};
-use rl_algo::device::{resolve_device, set_torch_threads, DeviceChoice};
+use rl_algo::device::{resolve_device_for, set_torch_threads, DeviceChoice};
 use rl_algo::engine::gradient::Backend;
 use rl_algo::engine::gradient::Device;
 use rl_algo::offpolicy::learner::OffPolicyLearner;
@@ -20,12 +20,13 @@ pub fn new_algorithm(
     settings: &TrainSettings,
     spec: &PolicySpec,
     action: &Space,
+    local_rank: usize,
 ) -> Result<Box<dyn Algorithm>, RuntimeError> {
     match settings.off_policy() {
-        None => Ok(Box::new(new_ppo(settings, spec)?)),
+        None => Ok(Box::new(new_ppo(settings, spec, local_rank)?)),
         Some(algo) => {
             // The off-policy agents compute with libtorch on any device.
-            let device = resolve(settings)?;
+            let device = resolve(settings, local_rank)?;
             let bounds = match action {
                 Space::Box(b) => Some((b.low.as_slice(), b.high.as_slice())),
                 Space::Discrete { .. } => None,
@@ -51,19 +52,26 @@ pub fn new_algorithm(
     }
 }
 
-fn resolve(settings: &TrainSettings) -> Result<Device, RuntimeError> {
-    Ok(resolve_device(
+/// The configured device; on CUDA, GPU `local_rank % GPUs` (the ranks of
+/// a data-parallel run on one host spread over its GPUs).
+fn resolve(settings: &TrainSettings, local_rank: usize) -> Result<Device, RuntimeError> {
+    Ok(resolve_device_for(
         settings
             .run
             .device
             .parse::<DeviceChoice>()
             .map_err(|e| RuntimeError::Setup(e.to_string()))?,
+        local_rank,
     )?)
 }
 
 /// PPO, on the configured device and gradient engine.
-fn new_ppo(settings: &TrainSettings, spec: &PolicySpec) -> Result<PpoLearner, RuntimeError> {
-    let device = resolve(settings)?;
+fn new_ppo(
+    settings: &TrainSettings,
+    spec: &PolicySpec,
+    local_rank: usize,
+) -> Result<PpoLearner, RuntimeError> {
+    let device = resolve(settings, local_rank)?;
     let backend = match settings.run.learner.as_str() {
         "torch" => Backend::Torch(device),
         _ => Backend::for_device(device),

@@ -171,8 +171,8 @@ pub fn train_in_process(
         &settings.env.kwargs,
     )?;
     let spec: PolicySpec = policy_spec(settings, envs.observation_space(), envs.action_space())?;
-    let mut learner = new_algorithm(settings, &spec, envs.action_space())?;
     let place = ranks.as_ref().map_or(DataParallel::ALONE, |r| r.place);
+    let mut learner = new_algorithm(settings, &spec, envs.action_space(), place.local_rank)?;
     let data_parallel = ranks.is_some();
     if let Some(ranks) = ranks {
         learner

@@ -144,10 +144,17 @@ impl RowMeans {
 pub struct DataParallel {
     pub rank: usize,
     pub ranks: usize,
+    /// The rank among those on this host: the learner takes CUDA device
+    /// `local_rank % GPUs` (with `device = "auto"` or `"cuda"`).
+    pub local_rank: usize,
 }
 
 impl DataParallel {
-    pub const ALONE: DataParallel = DataParallel { rank: 0, ranks: 1 };
+    pub const ALONE: DataParallel = DataParallel {
+        rank: 0,
+        ranks: 1,
+        local_rank: 0,
+    };
 
     /// Whether this rank writes the run directory.
     pub fn writes(&self) -> bool {

@@ -333,6 +333,7 @@ impl Supervisor<'_> {
         let role = RoleSetup::Learner {
             rank: self.place.rank as u32,
             ranks: self.place.ranks as u32,
+            local_rank: self.place.local_rank as u32,
         };
         let mut fds = vec![self.block.fd(), self.eval_block.fd()];
         if let Some(channel) = &self.exchange_channel {
