@@ -160,6 +160,12 @@ pub trait Algorithm {
     fn exchange_traffic(&self) -> Option<Traffic> {
         None
     }
+    /// Its exchange with the other ranks, for what the training loop
+    /// shares between updates (the envs' state in a checkpoint); `None`
+    /// without one.
+    fn exchange_mut(&mut self) -> Option<&mut dyn Exchange> {
+        None
+    }
     /// Updates per `train.csv` row (the row has their mean statistics).
     fn updates_per_row(&self) -> u64 {
         1

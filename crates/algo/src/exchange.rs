@@ -197,6 +197,64 @@ pub fn gather_rows(
     Ok(out)
 }
 
+/// Every rank's `blobs` (byte strings of any length and number), rank by
+/// rank in one list: two collectives (the lengths, then the bytes, padded
+/// to the longest rank's). With one rank, `blobs` as they are.
+pub fn gather_bytes(
+    exchange: &mut dyn Exchange,
+    blobs: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, ExchangeError> {
+    let mut words = encode_blobs(blobs);
+    let lengths = exchange.gather_u64(&[words.len() as u64])?;
+    let longest = lengths.iter().copied().max().unwrap_or(0) as usize;
+    words.resize(longest, 0);
+    let all = exchange.gather_u64(&words)?;
+    let mut out = Vec::new();
+    for (rank, (words, len)) in all.chunks_exact(longest.max(1)).zip(&lengths).enumerate() {
+        let mine = words.get(..*len as usize).unwrap_or(words);
+        out.extend(decode_blobs(mine).map_err(|e| {
+            ExchangeError(format!("rank {rank}'s gathered bytes do not decode: {e}"))
+        })?);
+    }
+    Ok(out)
+}
+
+/// `blobs` as u64 words: their number, each one's length, then their
+/// bytes, 8 to a word (little-endian, the last word zero-padded).
+fn encode_blobs(blobs: &[Vec<u8>]) -> Vec<u64> {
+    let mut words = vec![blobs.len() as u64];
+    words.extend(blobs.iter().map(|b| b.len() as u64));
+    let bytes: Vec<u8> = blobs.concat();
+    words.extend(bytes.chunks(8).map(|c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(w)
+    }));
+    words
+}
+
+fn decode_blobs(words: &[u64]) -> Result<Vec<Vec<u8>>, String> {
+    let (&count, rest) = words.split_first().ok_or("no words")?;
+    let count = usize::try_from(count).map_err(|e| e.to_string())?;
+    if count > rest.len() {
+        return Err(format!("{count} blobs in {} words", words.len()));
+    }
+    let (lengths, data) = rest.split_at(count);
+    let bytes: Vec<u8> = data.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(count);
+    for &len in lengths {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| at.checked_add(l))
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| format!("a blob of {len} bytes past the {} there are", bytes.len()))?;
+        out.push(bytes[at..end].to_vec());
+        at = end;
+    }
+    Ok(out)
+}
+
 /// FNV-1a over the bytes of `values`: the weights' checksum that ranks
 /// compare.
 pub fn checksum(values: &[f32]) -> u64 {
@@ -388,6 +446,50 @@ mod tests {
         let votes = vote_and_average(&mut ex, Votes::default(), &mut kl).unwrap();
         assert_eq!(kl, [5.0]);
         assert!(votes.stop && !votes.bad);
+    }
+
+    #[test]
+    fn byte_strings_of_every_rank_come_back_in_rank_order() {
+        // Rank 0 (this one) and rank 1, whose words the scripted exchange
+        // plays: first its length, then its words padded to the longest.
+        struct Scripted {
+            other: std::collections::VecDeque<Vec<u64>>,
+        }
+        impl Exchange for Scripted {
+            fn rank(&self) -> usize {
+                0
+            }
+            fn ranks(&self) -> usize {
+                2
+            }
+            fn sum_f32(&mut self, _: &mut [f32]) -> Result<(), ExchangeError> {
+                Ok(())
+            }
+            fn sum_f64(&mut self, _: &mut [f64]) -> Result<(), ExchangeError> {
+                Ok(())
+            }
+            fn gather_f64(&mut self, v: &[f64]) -> Result<Vec<f64>, ExchangeError> {
+                Ok(v.to_vec())
+            }
+            fn gather_u64(&mut self, v: &[u64]) -> Result<Vec<u64>, ExchangeError> {
+                let other = self.other.pop_front().unwrap();
+                Ok([v.to_vec(), other].concat())
+            }
+        }
+        let mine = vec![vec![1u8, 2, 3], vec![], vec![9; 17]];
+        let theirs = vec![vec![7u8; 30]];
+        let mut words = encode_blobs(&theirs);
+        let longest = encode_blobs(&mine).len().max(words.len());
+        let their_len = words.len() as u64;
+        words.resize(longest, 0);
+        let mut x = Scripted {
+            other: [vec![their_len], words].into(),
+        };
+        let all = gather_bytes(&mut x, &mine).unwrap();
+        assert_eq!(all, [mine.clone(), theirs].concat());
+        assert_eq!(gather_bytes(&mut SingleRank, &mine).unwrap(), mine);
+        assert!(decode_blobs(&[3, 1]).is_err());
+        assert!(decode_blobs(&[1, 100, 0]).is_err());
     }
 
     #[test]

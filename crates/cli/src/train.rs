@@ -246,6 +246,9 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
             return exit::FAILED;
         }
     };
+    // Ranks of a data-parallel run (1 without MPI): an update is one round
+    // of every rank's envs.
+    let ranks_here = rank0.as_ref().map_or(1, |r| r.ranks.place.ranks);
     let resume = match resume_notes {
         None => {
             if let Err(e) = run_dir.write_config(&loaded.resolved_toml) {
@@ -254,7 +257,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
             }
             None
         }
-        Some(notes) => match prepare_resume(registry, &loaded.settings, &run_dir) {
+        Some(notes) => match prepare_resume(registry, &loaded.settings, &run_dir, ranks_here) {
             Ok(plan) => {
                 for r in &plan.rejected {
                     errln!("train: skipping {}: {}", r.path.display(), r.reason);
@@ -288,7 +291,7 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
                     "resuming from {} ({} of {} updates, {} env steps){}",
                     plan.from.path.display(),
                     c.learner.updates_done,
-                    loaded.settings.num_updates(),
+                    loaded.settings.num_updates_on(ranks_here),
                     c.env_steps,
                     match plan.dropped_rows {
                         (0, 0) => String::new(),

@@ -222,6 +222,40 @@ fn worker_processes_in_each_rank_train_as_one_process_per_rank_does() {
 }
 
 #[test]
+fn a_resumed_run_of_two_ranks_is_bit_identical_to_an_uninterrupted_one() {
+    // Rank 0's checkpoints hold every rank's envs: a run cut back to its
+    // periodic checkpoint and resumed on two ranks equals the run that was
+    // not stopped, with each rank in one process and with workers.
+    for workers in ["run.num_workers=0", "run.num_workers=2"] {
+        let scratch = Scratch::new("mpi-resume");
+        let dir = scratch.0.join("run");
+        let dir_s = dir.to_string_lossy().into_owned();
+        let mut args = with_workers(train_args(&dir_s, "run.total_timesteps=16384"), workers);
+        args.extend(["--set", "checkpoint.interval_updates=8"]);
+        let out = mpirun(2, &args, Duration::from_secs(180));
+        assert!(out.status.success(), "{workers}: {}", shown(&out));
+        let policy = || std::fs::read(dir.join("policy.safetensors")).unwrap();
+        let rows = || deterministic_columns(&csv_rows(&dir.join("train.csv")));
+        let expected = (policy(), rows());
+        // 32 updates: back to the checkpoint after 16.
+        let checkpoints = dir.join("checkpoints");
+        for name in ["final", "best", "ckpt-0000000024"] {
+            let _ = std::fs::remove_file(checkpoints.join(format!("{name}.safetensors")));
+        }
+        assert!(checkpoints.join("ckpt-0000000016.safetensors").exists());
+        let out = mpirun(2, &["--resume", &dir_s], Duration::from_secs(180));
+        let text = shown(&out);
+        assert!(out.status.success(), "{workers}: {text}");
+        assert!(text.contains("ckpt-0000000016"), "{workers}: {text}");
+        assert!(!text.contains("start new episodes"), "{workers}: {text}");
+        assert!(
+            (policy(), rows()) == expected,
+            "{workers}: the resumed run differs from the uninterrupted one"
+        );
+    }
+}
+
+#[test]
 fn a_killed_worker_of_one_rank_is_replaced_and_the_run_goes_on() {
     let scratch = Scratch::new("mpi-worker-kill");
     let dir = scratch.0.join("run");

@@ -197,6 +197,7 @@ pub fn prepare_resume(
     registry: &Registry,
     settings: &TrainSettings,
     run_dir: &RunDir,
+    ranks: usize,
 ) -> Result<ResumePlan, RuntimeError> {
     let spec = spec_for(registry, settings)?;
     let hash = config_hash(settings);
@@ -215,9 +216,12 @@ pub fn prepare_resume(
                 c.env_id, settings.env.id
             ));
         }
-        if !c.collectors.is_empty() && c.collectors.len() != collectors {
+        // A data-parallel run's checkpoints hold every rank's collectors
+        // (any number of ranks resumes it: ranks beyond the checkpoint's
+        // start new episodes).
+        if c.collectors.len() % collectors != 0 {
             return Err(format!(
-                "holds the envs of {} collectors, this run has {collectors}",
+                "holds the envs of {} collectors, this run has {collectors} per rank",
                 c.collectors.len()
             ));
         }
@@ -240,7 +244,7 @@ pub fn prepare_resume(
         )));
     };
     let updates_done = checkpoint.learner.updates_done;
-    let num_updates = settings.num_updates();
+    let num_updates = settings.num_updates_on(ranks);
     if updates_done > num_updates {
         return Err(RuntimeError::Failed(format!(
             "cannot resume {}: {} is at update {updates_done}, but [run] total_timesteps = {} makes {num_updates} updates in all; raise it (--set run.total_timesteps=...); nothing was changed",

@@ -432,7 +432,15 @@ impl TrainSettings {
     /// Updates in the run: total_timesteps / (num_envs * num_steps), at
     /// least 1.
     pub fn num_updates(&self) -> u64 {
-        (self.run.total_timesteps / self.steps_per_update().max(1)).max(1)
+        self.num_updates_on(1)
+    }
+
+    /// Updates in a run of `ranks` data-parallel ranks, each update one
+    /// round of every rank's envs: total_timesteps / (ranks * num_envs *
+    /// num_steps), at least 1.
+    pub fn num_updates_on(&self, ranks: usize) -> u64 {
+        let per_update = self.steps_per_update().saturating_mul(ranks.max(1) as u64);
+        (self.run.total_timesteps / per_update.max(1)).max(1)
     }
 
     /// Env steps in one update (a round): num_envs * round steps (at most

@@ -613,6 +613,13 @@ impl Algorithm for PpoLearner {
         self.exchange.as_ref().map(|x| x.traffic())
     }
 
+    fn exchange_mut(&mut self) -> Option<&mut dyn Exchange> {
+        match &mut self.exchange {
+            Some(x) => Some(x.as_mut()),
+            None => None,
+        }
+    }
+
     /// Their running discounted returns (reward scaling) restart from zero.
     fn envs_restarted(&mut self, envs: std::ops::Range<usize>) {
         // The scaler counts envs globally when ranks share it.

@@ -89,7 +89,11 @@ fn work(
         spec,
         id.seed,
         id.first_env_index,
-        checkpoint.as_ref().map(|c| (c, id.worker as usize)),
+        // The checkpoint's collectors are every rank's workers in global
+        // env order: this worker's is the one of its first env.
+        checkpoint
+            .as_ref()
+            .map(|c| (c, (id.first_env_index / id.num_envs.max(1) as u64) as usize)),
     )?;
     let num_steps = settings.round_steps();
     let snapshot_len = collector.snapshot().map_or(0, |s| s.len() as u64);

@@ -6,7 +6,9 @@
 //!           optimizer.exp_avg, optimizer.exp_avg_sq           Adam's moments (f32, flat, layout order)
 //!           obs_norm.mean, obs_norm.var                       observation statistics (f64), if normalised
 //!           reward_norm.mean, .var, .returns                  reward scaling (f64), if scaled
-//!           collector.K                                       worker K's envs and sampling streams (u8)
+//!           collector.K                                       collector K's envs and sampling streams (u8): worker K,
+//!                                                             in global env order (every rank's workers, rank by
+//!                                                             rank, in a data-parallel run's)
 //!           state.NAME                                        the off-policy learner's own tensors (f32):
 //!                                                             state.agent.actor, state.agent.qf1_target,
 //!                                                             state.agent.actor_adam.exp_avg, state.replay.obs, ...

@@ -27,7 +27,14 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(run_dir: &RunDir, settings: &TrainSettings, spec: &PolicySpec) -> Self {
+    /// For a run of `ranks` data-parallel ranks (1 without MPI), whose
+    /// updates are each `ranks` rounds of env steps.
+    pub fn new(
+        run_dir: &RunDir,
+        settings: &TrainSettings,
+        spec: &PolicySpec,
+        ranks: usize,
+    ) -> Self {
         Checkpointer {
             dir: CheckpointDir::new(run_dir.path(), settings.checkpoint.keep_last),
             interval: settings.checkpoint.interval_updates,
@@ -38,7 +45,7 @@ impl Checkpointer {
             obs_norm_clip: settings.env.normalize_obs.then_some(settings.env.obs_clip),
             config_hash: config_hash(settings),
             settings_json: settings.to_json(),
-            steps_per_update: settings.steps_per_update(),
+            steps_per_update: settings.steps_per_update() * ranks.max(1) as u64,
         }
     }
 

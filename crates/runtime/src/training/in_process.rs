@@ -155,7 +155,8 @@ pub struct Ranks {
 /// With `ranks`, this process is one rank of a data-parallel run: its envs
 /// are global envs `rank * E ..`, its learner exchanges with the other
 /// ranks at every minibatch, and only rank 0 writes the run directory and
-/// evaluates. On resume the other ranks' envs start new episodes.
+/// evaluates. On resume every rank's envs continue from the checkpoint
+/// (rank 0's checkpoints hold every rank's envs).
 pub fn train_in_process(
     registry: &Registry,
     settings: &TrainSettings,
@@ -191,9 +192,10 @@ pub fn train_in_process(
         spec.clone(),
         settings.run.seed,
         (place.rank * settings.env.num_envs) as u64,
-        resume
-            .filter(|_| place.writes())
-            .map(|r| (&r.checkpoint, 0)),
+        // Rank r's envs are the checkpoint's collector r (a checkpoint of
+        // fewer ranks, or one rank 0 took alone, has none for it: new
+        // episodes).
+        resume.map(|r| (&r.checkpoint, place.rank)),
     )?;
     let mut source = CollectorSource::new(collector, settings.round_steps());
     let trainer = Trainer::new(

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use rl_algo::algorithm::{Algorithm, Stats, UpdateError};
 use rl_algo::divergence::Divergence;
+use rl_algo::exchange::gather_bytes;
 use rl_algo::ppo::config::PpoConfig;
 use rl_policy::{PolicySpec, Rollout};
 
@@ -162,6 +163,15 @@ impl DataParallel {
     }
 }
 
+/// Which ranks take a checkpoint (see `Trainer::checkpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranks {
+    /// Every rank, at the same point.
+    All,
+    /// This rank alone (a checkpoint-now request).
+    This,
+}
+
 /// What a command did to the round.
 #[derive(PartialEq)]
 enum Next {
@@ -209,7 +219,7 @@ impl<'a> Trainer<'a> {
             train_s = checkpoint.train_s;
         }
         Ok(Trainer {
-            checkpointer: Checkpointer::new(run_dir, settings, &spec),
+            checkpointer: Checkpointer::new(run_dir, settings, &spec, parallel.ranks),
             recorder: match parallel.writes() {
                 true => Some(TrainRecorder::new(
                     run_dir,
@@ -235,29 +245,55 @@ impl<'a> Trainer<'a> {
         self.learner.as_ref()
     }
 
-    fn checkpoint(&self, kind: CheckpointKind, source: &dyn ExperienceSource) -> Checkpoint {
-        let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
-        self.checkpointer.build(
-            kind,
-            self.learner.as_ref(),
-            source.snapshots(),
-            (elapsed_s, self.train_s),
-            self.recent.to_vec(),
-        )
-    }
-
-    /// Writes a checkpoint (rank 0 only: `None` on the other ranks).
-    fn write(
-        &self,
+    /// The state now. With `Ranks::All` (a point every rank of a
+    /// data-parallel run reaches together: periodic, final, stop and
+    /// evaluation-point states) the envs' snapshots are every rank's, rank
+    /// by rank, so that a resume continues every rank's envs exactly;
+    /// otherwise (a checkpoint asked of one rank) this rank's alone.
+    fn checkpoint(
+        &mut self,
         kind: CheckpointKind,
         source: &dyn ExperienceSource,
+        ranks: Ranks,
+    ) -> Result<Checkpoint, RuntimeError> {
+        let mut snapshots = source.snapshots();
+        if let Some(x) = self
+            .learner
+            .exchange_mut()
+            .filter(|x| ranks == Ranks::All && x.ranks() > 1)
+        {
+            snapshots = gather_bytes(x, &snapshots).map_err(|e| {
+                RuntimeError::Failed(format!(
+                    "cannot gather the ranks' env states for a checkpoint: {e}"
+                ))
+            })?;
+        }
+        let elapsed_s = (unix_now() - self.start_unix_s).max(0.0);
+        Ok(self.checkpointer.build(
+            kind,
+            self.learner.as_ref(),
+            snapshots,
+            (elapsed_s, self.train_s),
+            self.recent.to_vec(),
+        ))
+    }
+
+    /// Writes a checkpoint (rank 0 only: `None` on the other ranks, which
+    /// still take part in gathering the envs' state with `Ranks::All`).
+    fn write(
+        &mut self,
+        kind: CheckpointKind,
+        source: &dyn ExperienceSource,
+        ranks: Ranks,
     ) -> Result<Option<PathBuf>, RuntimeError> {
+        if !self.parallel.writes() && ranks == Ranks::This {
+            return Ok(None);
+        }
+        let checkpoint = self.checkpoint(kind, source, ranks)?;
         if !self.parallel.writes() {
             return Ok(None);
         }
-        Ok(Some(
-            self.checkpointer.write(&self.checkpoint(kind, source))?,
-        ))
+        Ok(Some(self.checkpointer.write(&checkpoint)?))
     }
 
     fn handle(
@@ -271,7 +307,7 @@ impl<'a> Trainer<'a> {
             // Between updates: the state and the committed snapshots
             // belong together.
             Command::Checkpoint => {
-                if let Some(path) = self.write(CheckpointKind::Periodic, source)? {
+                if let Some(path) = self.write(CheckpointKind::Periodic, source, Ranks::This)? {
                     host.checkpoint_written(&path)?;
                 }
             }
@@ -435,7 +471,7 @@ impl<'a> Trainer<'a> {
                 if self.retained.len() == RETAINED_EVAL_POINTS {
                     self.retained.pop_front();
                 }
-                let state = self.checkpoint(CheckpointKind::Best, source);
+                let state = self.checkpoint(CheckpointKind::Best, source, Ranks::All)?;
                 self.retained.push_back(state);
                 next_eval = next_eval_after(env_steps, interval);
                 let weights = self.learner.acting_weights();
@@ -451,16 +487,16 @@ impl<'a> Trainer<'a> {
                 }
             }
             if last {
-                end_checkpoint = self.write(CheckpointKind::Final, source)?;
+                end_checkpoint = self.write(CheckpointKind::Final, source, Ranks::All)?;
             } else if checkpoint_due {
-                self.write(CheckpointKind::Periodic, source)?;
+                self.write(CheckpointKind::Periodic, source, Ranks::All)?;
             }
             if ended == Ended::Stopped {
                 break;
             }
         }
         if ended == Ended::Stopped || divergence.is_some() || exchange_failure.is_some() {
-            end_checkpoint = self.write(CheckpointKind::Stop, source)?;
+            end_checkpoint = self.write(CheckpointKind::Stop, source, Ranks::All)?;
         }
         if let Some(e) = exchange_failure {
             source.stop();

@@ -175,8 +175,8 @@ impl LearnerEnd {
 /// With `ranks`, this process is one rank of a data-parallel run: its
 /// workers step global envs `rank * E ..`, its learner exchanges with the
 /// other ranks at every minibatch through this process, and only rank 0
-/// evaluates and writes the run directory. On resume the other ranks'
-/// envs start new episodes.
+/// evaluates and writes the run directory. On resume every rank's workers
+/// continue their envs from the checkpoint.
 pub fn train_multi_process(
     registry: &Registry,
     settings: &TrainSettings,
@@ -261,7 +261,7 @@ fn run_supervisor(
         Some(from) => from.checkpoint.elapsed_s,
     };
     let steps_per_update = settings.steps_per_update() * place.ranks as u64;
-    let num_updates = (settings.run.total_timesteps / steps_per_update.max(1)).max(1);
+    let num_updates = settings.num_updates_on(place.ranks);
     let mut supervisor = Supervisor {
         settings,
         place,
@@ -313,17 +313,11 @@ fn run_supervisor(
 
 impl Supervisor<'_> {
     fn setup(&self, role: RoleSetup) -> Setup {
-        // The checkpoint holds rank 0's envs: the other ranks' workers
-        // start new episodes (their learner resumes like rank 0's).
-        let resume = match role {
-            RoleSetup::Worker { .. } if !self.place.writes() => None,
-            _ => self.resume.clone(),
-        };
         Setup {
             run_dir: self.run_dir.path().display().to_string(),
             settings_json: self.settings_json.clone(),
             start_unix_s: self.start_unix_s,
-            resume,
+            resume: self.resume.clone(),
             role,
         }
     }
