@@ -255,6 +255,98 @@ fn a_resumed_run_of_two_ranks_is_bit_identical_to_an_uninterrupted_one() {
     }
 }
 
+/// The process named `comm` that rank `rank` started (or is) in the run
+/// writing `dir`.
+fn pid_of(dir: &Path, rank: &str, comm: &str) -> Option<u32> {
+    processes_naming(dir).into_iter().find(|pid| {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        name.trim() == comm
+            && String::from_utf8_lossy(&environ).contains(&format!("OMPI_COMM_WORLD_RANK={rank}\0"))
+    })
+}
+
+/// Starts a long two-rank run with `workers` and waits until it trains.
+fn two_ranks_training(dir: &Path, workers: &str, extra: &[&str]) -> std::process::Child {
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut args = with_workers(train_args(&dir_s, "run.total_timesteps=100000000"), workers);
+    args.extend(extra);
+    let mut child = mpirun_command(2, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while csv_rows(&dir.join("train.csv")).len() < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "ended while starting");
+        assert!(Instant::now() < deadline, "no training within 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn a_stop_asked_of_one_rank_stops_every_rank_at_the_same_update() {
+    // SIGTERM to rank 1's train alone (a user's kill, a node's shutdown):
+    // its vote stops both ranks at the same minibatch, and rank 0 saves.
+    for workers in ["run.num_workers=0", "run.num_workers=2"] {
+        let scratch = Scratch::new("mpi-stop-one");
+        let dir = scratch.0.join("run");
+        let child = two_ranks_training(&dir, workers, &[]);
+        let rank1 = pid_of(&dir, "1", "train").expect("rank 1's train");
+        let _ = Command::new("kill")
+            .args(["-TERM", &rank1.to_string()])
+            .status();
+        let out = wait_with_limit(child, Duration::from_secs(60));
+        let text = shown(&out);
+        assert!(text.contains("interrupted after"), "{workers}: {text}");
+        // "interrupted after N env steps (U updates); weights saved in
+        // ..., state in <the stop checkpoint>".
+        assert!(text.contains(", state in "), "{workers}: {text}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_naming(&dir).is_empty() {
+            assert!(Instant::now() < deadline, "{workers}: left running: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_learner_waiting_for_a_stuck_rank_is_not_the_one_blamed() {
+    // Rank 1's learner stops (SIGSTOP); rank 0's learner waits for it in a
+    // collective, sending heartbeats, so only rank 1's supervisor finds
+    // its learner stuck ([run] learner_timeout_s = 4) and ends the job.
+    let scratch = Scratch::new("mpi-stuck");
+    let dir = scratch.0.join("run");
+    let child = two_ranks_training(
+        &dir,
+        "run.num_workers=2",
+        &["--set", "run.learner_timeout_s=4"],
+    );
+    let learner = pid_of(&dir, "1", "rl-learner").expect("rank 1's learner");
+    let _ = Command::new("kill")
+        .args(["-STOP", &learner.to_string()])
+        .status();
+    let out = wait_with_limit(child, Duration::from_secs(90));
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("(rank 1) train: the learner made no progress for 4 s"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("made no progress"))
+            .all(|l| l.contains("(rank 1)")),
+        "only rank 1's learner is stuck: {text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(&dir).is_empty() {
+        assert!(Instant::now() < deadline, "left running: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_killed_worker_of_one_rank_is_replaced_and_the_run_goes_on() {
     let scratch = Scratch::new("mpi-worker-kill");
