@@ -368,27 +368,15 @@ pub fn run_train(registry: &Registry, args: &TrainArgs, rank0: Option<RankZero<'
         last_plain: Instant::now(),
         last_draw: None,
     };
-    let result = if multi_process {
-        train_multi_process(
-            registry,
-            &loaded.settings,
-            &run_dir,
-            resume.as_ref(),
-            &requests,
-            &mut status,
-            ranks,
-        )
-    } else {
-        train_in_process(
-            registry,
-            &loaded.settings,
-            &run_dir,
-            resume.as_ref(),
-            &requests,
-            &mut status,
-            ranks,
-        )
-    };
+    let result = train_here(
+        registry,
+        &loaded.settings,
+        &run_dir,
+        resume.as_ref(),
+        &requests,
+        &mut status,
+        ranks,
+    );
     // What the run saved is saved: a second signal from now on only ends
     // the process, and the messages below say what is where.
     finished.store(true, Ordering::SeqCst);
@@ -504,26 +492,15 @@ fn run_other_rank(registry: &Registry, ranks: rl_runtime::Ranks, plan: Plan) -> 
         return exit::FAILED;
     }
     let mut quiet = QuietRank { rank };
-    let result = match multi_process {
-        true => rl_runtime::train_multi_process(
-            registry,
-            &loaded.settings,
-            &run_dir,
-            resume.as_ref(),
-            &requests,
-            &mut quiet,
-            Some(ranks),
-        ),
-        false => train_in_process(
-            registry,
-            &loaded.settings,
-            &run_dir,
-            resume.as_ref(),
-            &requests,
-            &mut quiet,
-            Some(ranks),
-        ),
-    };
+    let result = train_here(
+        registry,
+        &loaded.settings,
+        &run_dir,
+        resume.as_ref(),
+        &requests,
+        &mut quiet,
+        Some(ranks),
+    );
     finished.store(true, Ordering::SeqCst);
     match result {
         Ok(summary) => match summary.ending {
@@ -549,6 +526,27 @@ impl Observer for QuietRank {
     fn on_eval(&mut self, _: &Progress, _: &EvalResult) {}
     fn on_message(&mut self, message: &str) {
         errln!("(rank {}) {message}", self.rank);
+    }
+}
+
+/// Trains with worker processes (`num_workers >= 1`) or in this process,
+/// as this rank of a data-parallel run with `ranks`.
+fn train_here(
+    registry: &Registry,
+    settings: &rl_runtime::TrainSettings,
+    run_dir: &RunDir,
+    resume: Option<&rl_runtime::storage::checkpoint::ResumeFrom>,
+    requests: &Requests,
+    observer: &mut dyn Observer,
+    ranks: Option<rl_runtime::Ranks>,
+) -> Result<TrainSummary, RuntimeError> {
+    match settings.run.num_workers > 0 {
+        true => train_multi_process(
+            registry, settings, run_dir, resume, requests, observer, ranks,
+        ),
+        false => train_in_process(
+            registry, settings, run_dir, resume, requests, observer, ranks,
+        ),
     }
 }
 
