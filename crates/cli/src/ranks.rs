@@ -60,8 +60,9 @@ pub fn binding_note(settings: &TrainSettings) -> Option<String> {
 /// What rank 0 tells the other ranks before anyone trains: the config it
 /// resolved (its `--set` and `--seed` applied, or the run's own on
 /// resume) and the checkpoint it resumes from. The other ranks read that
-/// checkpoint's learner (identical on every rank) from the same path, so a
-/// resume across hosts needs the run directory on a shared filesystem.
+/// checkpoint's learner (identical on every rank) and their own envs from
+/// the same path, so a resume across hosts needs the run directory on a
+/// shared filesystem.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub config_name: std::path::PathBuf,

@@ -460,8 +460,9 @@ fn run_other_rank(registry: &Registry, ranks: rl_runtime::Ranks, plan: Plan) -> 
             return exit::USAGE;
         }
     };
-    // The learner's state at rank 0's checkpoint; this rank's envs start
-    // new episodes (the checkpoint holds rank 0's).
+    // The learner's state at rank 0's checkpoint, and this rank's envs
+    // (every rank's are there; from a checkpoint of fewer ranks, or one
+    // rank 0 took alone, they start new episodes).
     let resume = match &plan.checkpoint {
         Some(path) => match rl_runtime::storage::checkpoint::read_checkpoint(path) {
             Ok(checkpoint) => Some(rl_runtime::storage::checkpoint::ResumeFrom {
