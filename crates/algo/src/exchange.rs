@@ -104,20 +104,6 @@ pub fn vote_and_average(
     })
 }
 
-/// Averages `grad` over ranks in place: the sum over ranks divided by
-/// their number (with one rank, the gradient as it was).
-pub fn average_gradient(
-    exchange: &mut dyn Exchange,
-    grad: &mut [f32],
-) -> Result<(), ExchangeError> {
-    exchange.sum_f32(grad)?;
-    let ranks = exchange.ranks() as f32;
-    if ranks != 1.0 {
-        grad.iter_mut().for_each(|g| *g /= ranks);
-    }
-    Ok(())
-}
-
 /// A minibatch's one collective: every rank's [`Votes`], sent as two more
 /// floats after the gradient (0 or 1 each, so their sum is exact in
 /// float32), and the gradient's mean over ranks, in place. When a rank
@@ -379,8 +365,6 @@ mod tests {
         assert_eq!(a, b);
         let mut grad = vec![0.1_f32, -3.0, 7.25];
         let before = grad.clone();
-        average_gradient(&mut SingleRank, &mut grad).unwrap();
-        assert_eq!(grad, before);
         let votes = average_gradient_and_vote(
             &mut SingleRank,
             &mut grad,
@@ -419,14 +403,8 @@ mod tests {
 
     #[test]
     fn the_gradient_and_terms_are_means_and_any_vote_wins() {
-        let mut ex = Fixed {
-            rank: 0,
-            all: vec![vec![1.0, 2.0], vec![3.0, -2.0]],
-        };
-        let mut grad = vec![1.0_f32, 2.0];
-        average_gradient(&mut ex, &mut grad).unwrap();
-        assert_eq!(grad, vec![2.0, 0.0]);
-        // The gradient with the votes after it: rank 1 went non-finite.
+        // The gradient with the votes after it (the mean of [1, 2] and
+        // [3, -2]): rank 1 went non-finite.
         let mut ex = Fixed {
             rank: 0,
             all: vec![vec![1.0, 2.0, 0.0, 0.0], vec![3.0, -2.0, 0.0, 1.0]],

@@ -104,6 +104,20 @@ fn roles_naming(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits up to 10 s until no process names `dir`; fails naming those left
+/// (and `context`, the run's output).
+fn assert_nothing_left(dir: &Path, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left running: {:?}\n{context}",
+            processes_naming(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Every process whose command line names `dir`.
 fn processes_naming(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
@@ -303,11 +317,7 @@ fn a_stop_asked_of_one_rank_stops_every_rank_at_the_same_update() {
         // "interrupted after N env steps (U updates); weights saved in
         // ..., state in <the stop checkpoint>".
         assert!(text.contains(", state in "), "{workers}: {text}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !processes_naming(&dir).is_empty() {
-            assert!(Instant::now() < deadline, "{workers}: left running: {text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert_nothing_left(&dir, &format!("{workers}: {text}"));
     }
 }
 
@@ -340,11 +350,7 @@ fn a_learner_waiting_for_a_stuck_rank_is_not_the_one_blamed() {
             .all(|l| l.contains("(rank 1)")),
         "only rank 1's learner is stuck: {text}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_naming(&dir).is_empty() {
-        assert!(Instant::now() < deadline, "left running: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_nothing_left(&dir, &text);
 }
 
 #[test]
@@ -503,15 +509,7 @@ fn a_killed_rank_ends_the_job(workers: &str) {
     let out = wait_with_limit(child, Duration::from_secs(60));
     assert!(!out.status.success(), "{}", shown(&out));
     // Nothing of the job is left.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_naming(&dir).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left running: {:?}",
-            processes_naming(&dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_nothing_left(&dir, "");
     // The last periodic checkpoint still loads: one rank resumes from it.
     let out = mpirun(
         1,
@@ -556,11 +554,7 @@ fn ctrl_c_stops_every_rank(workers: &str) {
     let out = wait_with_limit(child, Duration::from_secs(60));
     let text = shown(&out);
     assert!(text.contains("interrupted after"), "{workers}: {text}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_naming(&dir).is_empty() {
-        assert!(Instant::now() < deadline, "left running: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_nothing_left(&dir, &text);
     // The stop checkpoint continues the run, on two ranks again (rank 0
     // resolves the resume and hands the others its checkpoint).
     let out = mpirun(
